@@ -1,0 +1,3 @@
+from sepbn.cli import main
+
+raise SystemExit(main())

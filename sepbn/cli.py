@@ -1,0 +1,53 @@
+"""The ``sepbn`` console script: one sub-command per module under ``sepbn.commands``.
+
+Each command module defines ``configure(parser)`` and ``run(args) -> int``; the table below is
+the only place a command name meets its module (imported lazily, so ``sepbn synth`` never pays
+for torch start-up it does not need).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("sepbn.commands.synth", "generate SynthFaces in the official annotation formats"),
+    "train": ("sepbn.commands.train", "train a model (single dataset or CNT) from a config file"),
+    "eval": ("sepbn.commands.evaluate", "evaluate a checkpoint: NME, FR, AUC, CED, WFLW subsets"),
+    "demo": ("sepbn.commands.demo", "the quickstart: SynthFaces, BN vs SepBN vs CNT+SepBN"),
+    "predict": ("sepbn.commands.predict", "landmarks on image files, folders and videos"),
+    "export": ("sepbn.commands.export", "export a checkpoint to ONNX or TorchScript"),
+    "cache": ("sepbn.commands.cache", "build the decoded face cache for fast data loading"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sepbn", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        try:
+            importlib.import_module(module).configure(p)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+            p.set_defaults(_missing=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    if getattr(args, "_missing", False):
+        print(f"sepbn {args.command}: not available in this build", file=sys.stderr)
+        return 2
+    return int(importlib.import_module(args._module).run(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

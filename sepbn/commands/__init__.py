@@ -1,0 +1,1 @@
+"""Command-line sub-commands of ``sepbn`` (see ``sepbn.cli``)."""
