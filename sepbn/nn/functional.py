@@ -1,0 +1,186 @@
+"""Separable Batch Normalization as pure functions (paper section III-B, eq. 4, 6 and 7).
+
+The normalisation is BatchNorm's (eq. 1, no affine); the mapping mixes K sets of scale/shift per sample
+and channel group with attention weights pi (N, G, K):
+
+    gamma_hat[n, g] = sum_k pi[n, g, k] * gamma[k, g]        beta_hat[n, g] = sum_k pi[n, g, k] * beta[k, g]   (6)
+    y[n, g] = gamma_hat[n, g] * x_hat[n, g] + beta_hat[n, g]                                                   (7)
+
+eq. (4) (simple SepBN) is the case G = 1. Because gamma_hat and beta_hat are per (sample, channel), the
+normalisation and the mixed mapping fold into one per-(n, c) affine map of the *raw* input:
+
+    scale[n, c] = gamma_hat[n, c] / sqrt(var[c] + eps)        shift[n, c] = beta_hat[n, c] - mean[c] * scale[n, c]
+    y = x * scale + shift                                      (one pass over the activation)
+
+`sep_batch_norm` computes exactly that; during back-propagation it uses `_FoldedAffine`, an autograd
+function with the analytic BatchNorm backward written for per-sample affine parameters, so the backward
+makes two passes over the activation instead of the five or six that autograd would record.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["mix_affine", "batch_stats", "update_running_stats", "fold_affine", "apply_affine", "sep_batch_norm"]
+
+
+def mix_affine(attention: Tensor, weight: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
+    """Mix K sets of mapping parameters with per-sample, per-group weights (eq. 4 and 6).
+
+    One contraction for scale and shift together: ``einsum("ngk,skgm->sngm")``.
+
+    Args:
+        attention: pi, shape (N, G, K); rows need not sum to one (this function is linear in pi).
+        weight: gamma, shape (K, C) with C divisible by G.
+        bias: beta, shape (K, C).
+
+    Returns:
+        gamma_hat, beta_hat, each (N, C).
+
+    Examples:
+        >>> pi = torch.tensor([[[1.0, 0.0]], [[0.25, 0.75]]])      # N=2, G=1, K=2
+        >>> w = torch.tensor([[1.0, 2.0], [3.0, 4.0]])              # K=2, C=2
+        >>> gamma_hat, beta_hat = mix_affine(pi, w, torch.zeros(2, 2))
+        >>> gamma_hat
+        tensor([[1.0000, 2.0000],
+                [2.5000, 3.5000]])
+    """
+    n, g, k = attention.shape
+    c = weight.shape[-1]
+    params = torch.stack((weight, bias)).reshape(2, k, g, c // g)
+    mixed = torch.einsum("ngk,skgm->sngm", attention.to(params.dtype), params).reshape(2, n, c)
+    return mixed[0], mixed[1]
+
+
+def batch_stats(input: Tensor) -> tuple[Tensor, Tensor]:
+    """Biased batch mean and variance over (N, H, W), as BatchNorm2d normalises with (one read)."""
+    var, mean = torch.var_mean(input, dim=(0, 2, 3), correction=0)
+    return mean, var
+
+
+@torch.no_grad()
+def update_running_stats(
+    running_mean: Tensor, running_var: Tensor, mean: Tensor, var: Tensor, count: int, factor: float
+) -> None:
+    """In-place exponential moving average exactly as BatchNorm2d (running var is unbiased)."""
+    running_mean.lerp_(mean.to(running_mean.dtype), factor)
+    unbiased = var * (count / max(count - 1, 1))
+    running_var.lerp_(unbiased.to(running_var.dtype), factor)
+
+
+def fold_affine(
+    gamma_hat: Tensor, beta_hat: Tensor, mean: Tensor, var: Tensor, eps: float
+) -> tuple[Tensor, Tensor]:
+    """Per-(n, c) scale and shift such that ``x * scale + shift == gamma_hat * x_hat + beta_hat``."""
+    scale = gamma_hat * torch.rsqrt(var + eps)
+    return scale, beta_hat - mean * scale
+
+
+def apply_affine(input: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
+    """``input * scale + shift`` with (N, C) scale/shift broadcast over H, W (one addcmul pass)."""
+    n, c = scale.shape
+    return torch.addcmul(shift.reshape(n, c, 1, 1), input, scale.reshape(n, c, 1, 1))
+
+
+class _FoldedAffine(torch.autograd.Function):
+    """y = gamma_hat * (x - mean) * invstd + beta_hat with an analytic backward.
+
+    With batch statistics (training) the mean and invstd are functions of x and the backward is BatchNorm's,
+    written for per-sample gamma_hat:  with S1 = sum_hw dy, S2 = sum_hw dy * x_hat (both (N, C)),
+        d beta_hat = S1,  d gamma_hat = S2,
+        dx = invstd * (gamma_hat * dy - m1 - x_hat * m2),  m1 = sum_n gamma_hat S1 / L,  m2 = sum_n gamma_hat S2 / L,
+    which is  dx = dy * P[n, c] + x * Q[c] + R[c]: one write pass after one read pass for S1, S2.
+    """
+
+    @staticmethod
+    def forward(ctx, input, gamma_hat, beta_hat, mean, invstd, batch_statistics: bool):  # type: ignore[override]
+        scale = gamma_hat * invstd
+        shift = beta_hat - mean * scale
+        ctx.save_for_backward(input, gamma_hat, mean, invstd)
+        ctx.batch_statistics = batch_statistics
+        return apply_affine(input, scale, shift)
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        input, gamma_hat, mean, invstd = ctx.saved_tensors
+        n, c = gamma_hat.shape
+        dtype = gamma_hat.dtype
+        s1 = grad_out.sum(dim=(2, 3), dtype=dtype)
+        sxy = torch.einsum("nchw,nchw->nc", grad_out, input).to(dtype)
+        s2 = (sxy - mean * s1) * invstd  # sum_hw dy * x_hat
+        p = gamma_hat * invstd
+        if ctx.batch_statistics:
+            count = grad_out.numel() // c
+            m1 = (gamma_hat * s1).sum(0) / count
+            m2 = (gamma_hat * s2).sum(0) / count
+            q = (-m2 * invstd * invstd).to(input.dtype).reshape(1, c, 1, 1)
+            r = ((m2 * mean * invstd - m1) * invstd).to(input.dtype).reshape(1, c, 1, 1)
+            grad_in = torch.addcmul(r, input, q)
+            grad_in.addcmul_(grad_out, p.to(input.dtype).reshape(n, c, 1, 1))
+        else:
+            grad_in = grad_out * p.to(input.dtype).reshape(n, c, 1, 1)
+        return grad_in, s2, s1, None, None, None
+
+
+def sep_batch_norm(
+    input: Tensor,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    weight: Tensor,
+    bias: Tensor,
+    attention: Tensor,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Separable batch normalization (eq. 6-7) of a 4-D input.
+
+    Normalisation is ``F.batch_norm(input, running_mean, running_var, None, None, training, momentum, eps)``:
+    batch statistics when ``training`` (or when no running statistics are given), running statistics
+    otherwise; running statistics are updated in place when ``training`` and they are given, exactly as
+    BatchNorm2d does (``momentum`` is the exponential-average factor).
+
+    Args:
+        input: x, shape (N, C, H, W).
+        running_mean, running_var: (C,) or None.
+        weight, bias: gamma and beta, shape (K, C).
+        attention: pi, shape (N, G, K), with C divisible by G.
+
+    Shape:
+        Output: same as ``input``.
+
+    Examples:
+        >>> x = torch.randn(4, 6, 5, 5)
+        >>> w, b = torch.ones(3, 6), torch.zeros(3, 6)
+        >>> pi = torch.softmax(torch.randn(4, 2, 3), dim=-1)
+        >>> y = sep_batch_norm(x, None, None, w, b, pi, training=True)
+        >>> torch.allclose(y, F.batch_norm(x, None, None, training=True), atol=1e-5)
+        True
+    """
+    if input.dim() != 4:
+        raise ValueError(f"expected a 4-D input (N, C, H, W), got {input.dim()}-D of shape {tuple(input.shape)}")
+    use_batch = training or running_mean is None or running_var is None
+    stat_dtype = weight.dtype if weight.dtype in (torch.float32, torch.float64) else torch.float32
+    if use_batch:
+        mean, var = batch_stats(input.detach() if _use_fused(input, weight, bias, attention) else input)
+        mean, var = mean.to(stat_dtype), var.to(stat_dtype)
+        if training and running_mean is not None and running_var is not None:
+            update_running_stats(running_mean, running_var, mean, var, input.numel() // input.shape[1], momentum)
+    else:
+        mean, var = running_mean.to(stat_dtype), running_var.to(stat_dtype)
+    gamma_hat, beta_hat = mix_affine(attention, weight.to(stat_dtype), bias.to(stat_dtype))
+    if _use_fused(input, weight, bias, attention):
+        invstd = torch.rsqrt(var + eps)
+        return _FoldedAffine.apply(input, gamma_hat, beta_hat, mean, invstd, use_batch)
+    scale, shift = fold_affine(gamma_hat, beta_hat, mean, var, eps)
+    return apply_affine(input, scale.to(input.dtype), shift.to(input.dtype))
+
+
+def _use_fused(*tensors: Tensor) -> bool:
+    """The analytic backward pays off only when autograd records; tracing compilers get plain ops to fuse."""
+    if not torch.is_grad_enabled() or not any(t.requires_grad for t in tensors):
+        return False
+    return not (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting())
+
