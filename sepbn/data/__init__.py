@@ -18,3 +18,7 @@ __all__ = [
     "AFLW19", "COFW29", "FIVE_POINT", "PROTOCOLS", "W300_68", "WFLW98", "Normalizer", "Protocol",
     "get_protocol", "load_protocol", "FaceRecord", "ImageReadError", "read_image",
 ]
+
+from .formats import FormatError, RecordList, read_records, write_records  # noqa: E402
+
+__all__ += ["FormatError", "RecordList", "read_records", "write_records"]

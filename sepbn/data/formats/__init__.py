@@ -1,1 +1,134 @@
+"""Readers and writers of the benchmarks' annotation files (issue 3, sections 2 and 5).
 
+``read_records(fmt, source, ...)`` returns a :class:`RecordList` of
+:class:`~sepbn.data.records.FaceRecord` (0-based float pixel landmarks, box
+``(x_min, y_min, x_max, y_max)``, visibility, attributes, ``source`` "file:line" or
+"file#index") for ``fmt`` in :data:`READERS`; ``write_records(fmt, records, dest)`` writes
+the formats in :data:`WRITERS`. One module per format; docs/formats.md has the table of
+splits, boxes and coordinate conventions.
+
+Every record passes the same checks (point count of its protocol, finite values, a box
+with area; with ``check_images=True`` also a decodable image and points/box not far
+outside it). A failure raises :class:`FormatError` naming file, line and field; with
+``skip_invalid=True`` it is listed in ``.skipped`` as ``(source, reason)`` instead, and a
+warning gives the count. No face is ever dropped silently.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..protocols import get_protocol
+from ..records import FaceRecord
+from .aflw import read_aflw, write_aflw
+from .coco import read_coco, write_coco
+from .cofw import read_cofw, write_cofw
+from .common import check_record_image, validate_record
+from .errors import FormatError, Issues, RecordList
+from .generic import read_csv, read_jsonl, write_csv, write_jsonl
+from .mtfl import read_mtfl, write_mtfl
+from .w300 import read_300w, read_300w_csv, write_300w, write_300w_csv
+from .wflw import read_wflw, write_wflw
+from .wider import read_wider5, write_wider5
+
+__all__ = ["read_records", "write_records", "FormatError", "RecordList", "READERS", "WRITERS"]
+
+READERS: dict[str, Callable[..., list[FaceRecord]]] = {
+    "wflw": read_wflw,
+    "300w": read_300w,
+    "300w-csv": read_300w_csv,
+    "cofw": read_cofw,
+    "aflw": read_aflw,
+    "wider5": read_wider5,
+    "mtfl": read_mtfl,
+    "csv": read_csv,
+    "jsonl": read_jsonl,
+    "coco": read_coco,
+}
+WRITERS: dict[str, Callable[..., None]] = {
+    "wflw": write_wflw,
+    "300w": write_300w,
+    "300w-csv": write_300w_csv,
+    "cofw": write_cofw,
+    "aflw": write_aflw,
+    "wider5": write_wider5,
+    "mtfl": write_mtfl,
+    "csv": write_csv,
+    "jsonl": write_jsonl,
+    "coco": write_coco,
+}
+_READ_ARGS = {"source", "images", "split", "issues"}
+
+
+def _lookup(table: dict, fmt: str, what: str) -> Callable:
+    try:
+        return table[fmt]
+    except KeyError:
+        raise ValueError(f"unknown {what} format {fmt!r}; choose one of {sorted(table)}") from None
+
+
+def _check_options(fn: Callable, options: dict, fmt: str, exclude: set[str]) -> None:
+    allowed = [p for p in inspect.signature(fn).parameters if p not in exclude]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"format {fmt!r} has no option(s) {unknown}; its options: {allowed}")
+
+
+def read_records(
+    fmt: str,
+    source: str | Path | Sequence[str | Path],
+    *,
+    images: str | Path | None = None,
+    split: str | None = None,
+    skip_invalid: bool = False,
+    check_images: bool = False,
+    image_tolerance: float = 0.5,
+    **options: Any,
+) -> RecordList:
+    """Read the faces of an annotation file (or folder) in format ``fmt``.
+
+    Args:
+        fmt: one of :data:`READERS` ("wflw", "300w", "300w-csv", "cofw", "aflw", "wider5",
+            "mtfl", "csv", "jsonl", "coco").
+        source: the annotation file or folder (300-W also: a list of ``.pts`` files).
+        images: the image root the file's paths are relative to (format default if None).
+        split: a named split of the format (e.g. 300-W "common", AFLW "frontal").
+        skip_invalid: leave malformed faces out (listed in ``.skipped``) instead of raising.
+        check_images: decode every image now and check that points and box lie within
+            ``image_tolerance`` times the image size of its edges (else: checked lazily).
+        **options: format options, e.g. ``min_size`` (wider5), ``origin`` (cofw, aflw),
+            ``protocol`` (csv, jsonl, coco, 300w), ``box_scale`` (mtfl).
+
+    Returns:
+        A list of FaceRecord with ``.skipped``: ``(source, reason)`` of every face left out.
+
+    Raises:
+        FormatError: a malformed face (unless ``skip_invalid``) or an unreadable file.
+    """
+    reader = _lookup(READERS, fmt, "annotation")
+    _check_options(reader, options, fmt, _READ_ARGS)
+    issues = Issues(skip_invalid)
+    src = [Path(s) for s in source] if isinstance(source, (list, tuple)) else Path(source)
+    raw = reader(src, images=None if images is None else Path(images), split=split, issues=issues, **options)
+    out = []
+    for rec in raw:
+        with issues.record():
+            validate_record(rec, get_protocol(rec.protocol))
+            if check_images:
+                check_record_image(rec, image_tolerance)
+            out.append(rec)
+    issues.warn(f"{fmt} {source}" + (f" split {split!r}" if split else ""), len(out))
+    return RecordList(out, issues.skipped)
+
+
+def write_records(fmt: str, records: Sequence[FaceRecord], dest: str | Path, **options: Any) -> None:
+    """Write ``records`` in format ``fmt`` (one of :data:`WRITERS`) to ``dest``.
+
+    Options per format: ``images`` (root the written paths are relative to), ``header``
+    (300w), ``split``/``version``/``origin`` (cofw: "5" or "7.3"), ``ra``/``version``/``origin`` (aflw).
+    """
+    writer = _lookup(WRITERS, fmt, "annotation")
+    _check_options(writer, options, fmt, {"records", "dest"})
+    writer(list(records), Path(dest), **options)

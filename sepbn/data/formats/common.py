@@ -1,0 +1,172 @@
+"""Helpers shared by the annotation readers: tokenising, number parsing with field names,
+boxes derived from landmarks, image path resolution and the checks every record passes.
+
+Field numbers in messages are 1-based (the first token of a line is field 1); point
+names are 0-based (``x22`` is the x of point 22), matching :mod:`sepbn.data.protocols`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path, PureWindowsPath
+from typing import Sequence
+
+import numpy as np
+
+from ..protocols import Protocol
+from ..records import FaceRecord, ImageReadError
+from .errors import FormatError
+
+__all__ = [
+    "read_lines",
+    "parse_floats",
+    "interleaved_names",
+    "landmark_box",
+    "enlarged_box",
+    "xywh_to_box",
+    "resolve_image",
+    "relative_image",
+    "validate_record",
+    "check_record_image",
+    "fmt_num",
+]
+
+
+def read_lines(path: Path) -> list[tuple[int, str]]:
+    """Non-blank lines of a text file as ``(line_number, text)`` (1-based, CR/LF stripped).
+
+    Raises FormatError for a missing, undecodable or empty file.
+    """
+    if not path.is_file():
+        raise FormatError(str(path), "annotation file not found")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise FormatError(str(path), f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    lines = [(i, t.rstrip("\r\n")) for i, t in enumerate(text.splitlines(), start=1) if t.strip()]
+    if not lines:
+        raise FormatError(str(path), "file is empty (no faces)")
+    return lines
+
+
+def parse_floats(tokens: Sequence[str], where: str, first_field: int, names: Sequence[str]) -> np.ndarray:
+    """Parse ``tokens`` as finite floats; the error names the 1-based field and its name."""
+    out = np.empty(len(tokens), dtype=np.float64)
+    for k, tok in enumerate(tokens):
+        try:
+            v = float(tok)
+        except ValueError:
+            raise FormatError(where, f"{tok!r} is not a number", f"{first_field + k} ({names[k]})") from None
+        if not math.isfinite(v):
+            raise FormatError(where, f"{tok!r} is not finite", f"{first_field + k} ({names[k]})")
+        out[k] = v
+    return out
+
+
+def interleaved_names(num_points: int) -> list[str]:
+    """``["x0", "y0", "x1", "y1", ...]``."""
+    return [f"{c}{i}" for i in range(num_points) for c in "xy"]
+
+
+def landmark_box(points: np.ndarray) -> tuple[float, float, float, float]:
+    """The tight bounding box (x_min, y_min, x_max, y_max) of the points."""
+    p = np.asarray(points, dtype=np.float64)
+    return (float(p[:, 0].min()), float(p[:, 1].min()), float(p[:, 0].max()), float(p[:, 1].max()))
+
+
+def enlarged_box(points: np.ndarray, scale: float) -> tuple[float, float, float, float]:
+    """A square box of side ``scale * max(w, h)`` of the landmark box, centred on it."""
+    x0, y0, x1, y1 = landmark_box(points)
+    cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, scale * max(x1 - x0, y1 - y0) / 2
+    return (cx - half, cy - half, cx + half, cy + half)
+
+
+def xywh_to_box(x: float, y: float, w: float, h: float) -> tuple[float, float, float, float]:
+    """``(x, y, w, h)`` -> ``(x_min, y_min, x_max, y_max)``."""
+    return (float(x), float(y), float(x + w), float(y + h))
+
+
+def resolve_image(root: Path, rel: str) -> str:
+    """Join an image path from an annotation file to its root; backslash paths (MTFL,
+    Windows tools) are read as Windows paths and turned into this OS's form."""
+    rel = rel.strip()
+    parts = PureWindowsPath(rel).parts if "\\" in rel else Path(rel).parts
+    return str(Path(root).joinpath(*parts))
+
+
+def relative_image(image_path: str | None, root: Path, where: str) -> str:
+    """An image path relative to ``root`` with forward slashes (for writers)."""
+    if image_path is None:
+        raise ValueError(f"{where}: record has no image_path; this format stores image paths")
+    return Path(os.path.relpath(Path(image_path).resolve(), Path(root).resolve())).as_posix()
+
+
+def fmt_num(v: float) -> str:
+    """Shortest text that reads back to the same float (``repr``), integers without ``.0``."""
+    v = float(v)
+    return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
+
+
+def validate_record(rec: FaceRecord, protocol: Protocol) -> None:
+    """Checks every reader's output passes: point count, finite values, a non-empty box."""
+    pts = np.asarray(rec.landmarks)
+    if pts.shape != (protocol.num_points, 2):
+        raise FormatError(
+            rec.source,
+            f"{pts.shape[0] if pts.ndim == 2 else pts.shape} points, "
+            f"but protocol {protocol.name} has {protocol.num_points}",
+            "landmarks",
+        )
+    bad = np.flatnonzero(~np.isfinite(pts).all(axis=1))
+    if bad.size:
+        raise FormatError(rec.source, f"point {bad[0]} is {pts[bad[0]].tolist()}", "landmarks")
+    x0, y0, x1, y1 = (float(v) for v in rec.box)
+    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+        raise FormatError(rec.source, f"{rec.box} is not finite", "box")
+    if not (x1 > x0 and y1 > y0):
+        raise FormatError(rec.source, f"{rec.box} has no area (need x_max > x_min and y_max > y_min)", "box")
+    if rec.visible is not None and np.asarray(rec.visible).shape != (protocol.num_points,):
+        raise FormatError(rec.source, f"{np.asarray(rec.visible).shape} flags for {protocol.num_points} points",
+                          "visible")
+
+
+def check_record_image(rec: FaceRecord, tolerance: float = 0.5) -> None:
+    """Decode the record's image and check that its points and box lie in the image,
+    allowing ``tolerance`` times the image size beyond each edge (faces cut by the
+    frame are normal; a point far outside is a wrong coordinate convention or a typo)."""
+    try:
+        img = rec.load_image()
+    except ImageReadError as e:
+        raise FormatError(rec.source, str(e), "image") from None
+    h, w = img.shape[:2]
+    lo_x, hi_x = -tolerance * w, (w - 1) + tolerance * w
+    lo_y, hi_y = -tolerance * h, (h - 1) + tolerance * h
+    pts = np.asarray(rec.landmarks, dtype=np.float64)
+    out = np.flatnonzero((pts[:, 0] < lo_x) | (pts[:, 0] > hi_x) | (pts[:, 1] < lo_y) | (pts[:, 1] > hi_y))
+    if out.size:
+        i = int(out[0])
+        raise FormatError(
+            rec.source, f"point {i} at ({pts[i, 0]:g}, {pts[i, 1]:g}) is far outside the {w}x{h} image",
+            f"landmarks[{i}]",
+        )
+    x0, y0, x1, y1 = (float(v) for v in rec.box)
+    for name, v, lo, hi in (("x_min", x0, lo_x, hi_x), ("y_min", y0, lo_y, hi_y),
+                            ("x_max", x1, lo_x, hi_x), ("y_max", y1, lo_y, hi_y)):
+        if not lo <= v <= hi:
+            raise FormatError(rec.source, f"{name} = {v:g} is far outside the {w}x{h} image", "box")
+
+
+def require_protocol(records: Sequence[FaceRecord], protocol: str, fmt: str) -> None:
+    """Writers hold one protocol; raise ValueError naming the first record that differs."""
+    for i, r in enumerate(records):
+        if r.protocol != protocol:
+            raise ValueError(f"{r.source or f'record {i}'}: {fmt} holds protocol {protocol}, got {r.protocol!r}")
+
+
+def write_lines(dest: Path, lines: Sequence[str], newline: str = "\n") -> None:
+    """Write text lines (creating the folder), each ended by ``newline``."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest, "w", encoding="utf-8", newline="") as fh:
+        fh.write("".join(line + newline for line in lines))
