@@ -1,0 +1,90 @@
+"""sepbn.config: file + overrides -> typed frozen dataclasses; unknown keys and bad types fail clearly."""
+
+import json
+
+import pytest
+
+from sepbn.config import Config, ConfigError, config_from_dict, config_to_dict, format_config, load_config
+
+TOML = """
+name = "tiny"
+[model]
+arch = "vanilla"
+norm = "sepbn"
+norm_kwargs = {num_branches = 3}
+width = 0.25
+input_size = 32
+
+[[data.train]]
+fmt = "300w"
+source = "faces"
+protocol = "300w68"
+
+[[data.train]]
+fmt = "mtfl"
+source = "mtfl/training.txt"
+protocol = "5pt"
+
+[optim]
+lr = 2e-3
+"""
+
+
+def _write(tmp_path, text, name="c.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_defaults_are_the_paper_recipe():
+    c = Config()
+    assert (c.optim.name, c.optim.momentum, c.optim.weight_decay, c.train.batch_size) == ("sgd", 0.9, 5e-4, 8)
+    assert (c.optim.lr, c.schedule.min_lr, c.schedule.warmup_epochs, c.schedule.epochs) == (1e-3, 5e-6, 120, 500)
+    assert (c.schedule.tau_start, c.schedule.tau_end, c.schedule.tau_epochs, c.train.loss) == (30.0, 1.0, 30, "l1")
+
+
+def test_load_toml_with_overrides(tmp_path):
+    c = load_config(_write(tmp_path, TOML), ["optim.lr=0.01", "data.train.1.limit=5", "train.amp=bf16",
+                                             "model.norm_kwargs.num_groups=2", "data.root=/x"])
+    assert c.optim.lr == 0.01 and isinstance(c.optim.lr, float)
+    assert [d.protocol for d in c.data.train] == ["300w68", "5pt"]
+    assert c.data.train[1].limit == 5 and c.data.train[0].limit is None
+    assert c.model.norm_kwargs == {"num_branches": 3, "num_groups": 2}
+    assert c.train.amp == "bf16" and c.data.root == "/x"
+
+
+def test_round_trip_through_printed_toml_and_json(tmp_path):
+    c = load_config(_write(tmp_path, TOML), ["train.init_from=a.pt"])
+    assert load_config(_write(tmp_path, format_config(c), "back.toml")) == c
+    assert config_from_dict(json.loads(json.dumps(config_to_dict(c)))) == c
+    assert load_config(_write(tmp_path, json.dumps(config_to_dict(c)), "c.json")) == c
+
+
+@pytest.mark.parametrize("override, words", [
+    ("optim.lrr=1", ["unknown key", "lrr", "known keys"]),
+    ("nope=1", ["unknown key", "nope"]),
+    ("optim.lr=fast", ["optim.lr", "float"]),
+    ("train.batch_size=2.5", ["train.batch_size", "int"]),
+    ("train.progress=maybe", ["train.progress", "bool"]),
+    ("data.train.7.limit=1", ["index 7 out of range"]),
+    ("model.width=-1", ["model.width", "-1"]),
+    ("train.amp=fp8", ["train.amp", "fp8"]),
+    ("optim.lr", ["key=value"]),
+])
+def test_bad_overrides_name_the_key(tmp_path, override, words):
+    with pytest.raises(ConfigError) as e:
+        load_config(_write(tmp_path, TOML), [override])
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_unknown_key_in_file_names_section(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['lerning_rate'\] in \[optim\]"):
+        load_config(_write(tmp_path, TOML + "lerning_rate = 1\n"))
+    with pytest.raises(ConfigError, match="lacks required key"):
+        load_config(_write(tmp_path, '[[data.train]]\nfmt = "300w"\n'))
+
+
+def test_string_fields_keep_numeric_looking_text(tmp_path):
+    c = load_config(_write(tmp_path, TOML), ["data.train.0.split=1", "name=007"])
+    assert c.data.train[0].split == "1" and c.name == "007"
