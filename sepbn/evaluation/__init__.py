@@ -1,1 +1,19 @@
+"""sepbn.evaluation: pure metric functions (NME, FR, AUC, CED, WFLW subsets)."""
 
+from .metrics import (
+    SubsetRow,
+    auc,
+    ced,
+    failure_rate,
+    format_subset_table,
+    group_mean,
+    nme,
+    normalizer_label,
+    plot_ced,
+    wflw_subset_table,
+)
+
+__all__ = [
+    "SubsetRow", "auc", "ced", "failure_rate", "format_subset_table", "group_mean", "nme",
+    "normalizer_label", "plot_ced", "wflw_subset_table",
+]
