@@ -1,0 +1,303 @@
+"""``sepbn predict --checkpoint CKPT INPUT...``: landmarks on image files, folders and videos.
+
+Writes one JSON line per image or video frame (``--jsonl``) and, with ``--out``, the images and
+videos with the landmarks drawn. Face boxes come from ``--boxes FILE`` (in the box convention of
+the training data) or a detector (``--detector haar|yunet|full``; detector boxes are converted,
+see docs/inference.md). A file that cannot be read is reported, counted and skipped; it never
+stops the run. Exit status: 0 when at least one input was processed (or there was nothing to
+fail), 1 when every input failed, 2 when the checkpoint or the detector cannot be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
+DETECTOR_CHOICES = ("haar", "yunet", "full")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or video files")
+    parser.add_argument("--checkpoint", required=True, help="training checkpoint (.pt) or safetensors folder")
+    parser.add_argument("--protocol", help="which head to use (needed when the checkpoint has several)")
+    parser.add_argument("--out", help="folder for images/videos with the landmarks drawn")
+    parser.add_argument("--jsonl", help="JSON-lines output: one line per image or video frame")
+    parser.add_argument("--boxes", help="face boxes: a .json {image: [[x0, y0, x1, y1], ...]} or a .jsonl "
+                        "of {\"image\": ..., \"boxes\": [...]} lines (training box convention)")
+    parser.add_argument("--detector", choices=DETECTOR_CHOICES, default="haar",
+                        help="face detector for images without given boxes; 'full': the whole image is "
+                        "one face (pre-cropped faces) (default: haar)")
+    parser.add_argument("--yunet-model", help="YuNet ONNX file (face_detection_yunet_2023mar.onnx)")
+    parser.add_argument("--haar-cascade", help="Haar cascade XML (default: OpenCV's bundled frontal face)")
+    parser.add_argument("--box-scale", type=float, help="detector box -> training box: side scale")
+    parser.add_argument("--box-shift", type=float, nargs=2, metavar=("DX", "DY"),
+                        help="detector box -> training box: centre shift in box widths/heights")
+    parser.add_argument("--min-score", type=float, default=0.0, help="drop detections below this score")
+    parser.add_argument("--recursive", "-r", action="store_true", help="search folders recursively")
+    parser.add_argument("--frame-step", type=int, default=1, help="process every k-th video frame")
+    parser.add_argument("--batch-size", type=int, default=64, help="faces per forward pass")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+@dataclass
+class Summary:
+    images: int = 0
+    videos: int = 0
+    frames: int = 0
+    faces: int = 0
+    no_face: list[str] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [f"processed {self.images} image(s) and {self.frames} frame(s) of {self.videos} video(s): "
+               f"{self.faces} face(s); {len(self.no_face)} without a face; {len(self.errors)} unreadable"]
+        out += [f"  unreadable: {path}: {why}" for path, why in self.errors]
+        return out
+
+
+def expand_inputs(inputs: list[str], recursive: bool) -> Iterator[tuple[Path, Path | None]]:
+    """(file, folder it was found in or None) for every input; folders list images and videos."""
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            pattern = "**/*" if recursive else "*"
+            for f in sorted(path.glob(pattern)):
+                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
+                    yield f, path
+        else:
+            yield path, None
+
+
+def read_boxes_file(path: str | Path) -> dict[str, np.ndarray]:
+    """Boxes by image key from a ``.json`` mapping or ``.jsonl`` lines (see ``--boxes``)."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    entries: dict[str, list] = {}
+    try:
+        if path.suffix.lower() == ".jsonl":
+            for n, line in enumerate(text.splitlines(), 1):
+                if line.strip():
+                    row = json.loads(line)
+                    boxes = row.get("boxes", [f["box"] for f in row.get("faces", [])])
+                    entries[str(row.get("image", row.get("file")))] = boxes
+        else:
+            entries = dict(json.loads(text))
+        return {k: np.asarray(v, dtype=np.float64).reshape(-1, 4) for k, v in entries.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"{path}: cannot read face boxes: {e}") from None
+
+
+def _lookup(boxes: dict[str, np.ndarray], path: Path) -> np.ndarray | None:
+    for key in (str(path), path.as_posix(), str(path.resolve()), path.name):
+        if key in boxes:
+            return boxes[key]
+    return None
+
+
+def _detector(args: argparse.Namespace):
+    from sepbn.inference.detector import BoxCalibration, create_detector
+
+    model = args.yunet_model if args.detector == "yunet" else args.haar_cascade
+    detector = create_detector(args.detector, model=model)
+    calibration = None
+    if args.box_scale is not None or args.box_shift is not None:
+        dx, dy = args.box_shift or (0.0, 0.0)
+        calibration = BoxCalibration(args.box_scale or 1.0, dx, dy)
+    return detector, calibration
+
+
+class Runner:
+    """Reads inputs, batches faces across images, writes JSONL lines and drawn outputs."""
+
+    def __init__(self, args: argparse.Namespace, predictor, boxes: dict[str, np.ndarray] | None,
+                 jsonl, summary: Summary) -> None:
+        self.args, self.predictor, self.boxes, self.jsonl, self.summary = args, predictor, boxes, jsonl, summary
+        self.out = Path(args.out) if args.out else None
+
+    def face_boxes(self, key: Path | None, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.boxes is not None and key is not None:
+            given = _lookup(self.boxes, key)
+            if given is not None:
+                return given, np.ones(len(given))
+        boxes, scores = self.predictor.detect(image)
+        keep = scores >= self.args.min_score
+        return boxes[keep], scores[keep]
+
+    def record(self, name: str, frame: int | None, image: np.ndarray, faces: list) -> dict:
+        self.summary.faces += len(faces)
+        if not faces:
+            self.summary.no_face.append(name if frame is None else f"{name}#{frame}")
+        row = {"file": name, "frame": frame, "width": int(image.shape[1]), "height": int(image.shape[0]),
+               "status": "ok" if faces else "no_face", "protocol": self.predictor.protocol.name,
+               "faces": [{k: v for k, v in f.to_dict().items() if k != "point_names"} for f in faces],
+               "point_names": list(self.predictor.point_names)}
+        if self.jsonl is not None:
+            self.jsonl.write(json.dumps(row) + "\n")
+        return row
+
+    def output_path(self, path: Path, root: Path | None, suffix: str | None = None) -> Path:
+        rel = path.relative_to(root) if root is not None else Path(path.name)
+        out = self.out / rel
+        return out.with_suffix(suffix) if suffix else out
+
+    def images(self, batch: list[tuple[Path, Path | None]]) -> None:
+        from sepbn.data.records import read_image
+        from sepbn.inference.draw import draw_faces
+
+        loaded, boxes, scores = [], [], []
+        for path, root in batch:
+            try:
+                img = read_image(path)
+                b, s = self.face_boxes(path, img)
+            except Exception as e:  # noqa: BLE001 - one bad file never stops the run
+                self.summary.errors.append((str(path), str(e)))
+                continue
+            loaded.append((path, root, img))
+            boxes.append(b)
+            scores.append(s)
+        if not loaded:
+            return
+        results = self.predictor.predict_many([im for _, _, im in loaded], boxes, scores)
+        for (path, root, img), faces in zip(loaded, results):
+            self.summary.images += 1
+            self.record(str(path), None, img, faces)
+            if self.out is not None:
+                self.write_image(self.output_path(path, root), draw_faces(img, faces))
+
+    def write_image(self, dest: Path, rgb: np.ndarray) -> None:
+        import cv2
+
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        if not cv2.imwrite(str(dest), bgr):
+            cv2.imwrite(str(dest.with_suffix(".png")), bgr)
+
+    def video(self, path: Path, root: Path | None, progress: bool) -> None:
+        import cv2
+        from tqdm import tqdm
+
+        from sepbn.inference.draw import draw_faces
+
+        cap = cv2.VideoCapture(str(path))
+        if not cap.isOpened():
+            self.summary.errors.append((str(path), "cannot open video"))
+            return
+        writer = None
+        fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        step = max(1, self.args.frame_step)
+        frames_done = 0
+        bar = tqdm(total=total, desc=path.name, unit="frame", leave=False, disable=not progress)
+        chunk: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+
+        def flush() -> None:
+            nonlocal writer
+            if not chunk:
+                return
+            results = self.predictor.predict_many([c[1] for c in chunk], [c[2] for c in chunk], [c[3] for c in chunk])
+            for (k, rgb, _, _), faces in zip(chunk, results):
+                self.record(str(path), k, rgb, faces)
+                if self.out is not None:
+                    if writer is None:
+                        writer = _video_writer(self.output_path(path, root, ".mp4"), fps / step, rgb.shape[1], rgb.shape[0])
+                    writer.write(cv2.cvtColor(draw_faces(rgb, faces), cv2.COLOR_RGB2BGR))
+            chunk.clear()
+
+        try:
+            k = -1
+            while True:
+                ok, bgr = cap.read()
+                if not ok:
+                    break
+                k += 1
+                bar.update(1)
+                if k % step:
+                    continue
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                b, s = self.face_boxes(None, rgb)
+                chunk.append((k, rgb, b, s))
+                frames_done += 1
+                if len(chunk) >= max(1, self.args.batch_size // 4):
+                    flush()
+            flush()
+        finally:
+            cap.release()
+            bar.close()
+            if writer is not None:
+                writer.release()
+        if frames_done == 0:
+            self.summary.errors.append((str(path), "no frame could be decoded"))
+            return
+        self.summary.videos += 1
+        self.summary.frames += frames_done
+
+
+def _video_writer(dest: Path, fps: float, width: int, height: int):
+    import cv2
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(dest), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():  # an OpenCV build without an MPEG-4 encoder: Motion-JPEG AVI
+        writer = cv2.VideoWriter(str(dest.with_suffix(".avi")), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    return writer
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from sepbn.inference.detector import DetectorUnavailable
+    from sepbn.inference.predictor import CheckpointError, LandmarkDetector
+
+    if args.batch_size < 1 or args.frame_step < 1:
+        print("sepbn predict: --batch-size and --frame-step must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        boxes = read_boxes_file(args.boxes) if args.boxes else None
+        detector, calibration = _detector(args)
+        predictor = LandmarkDetector.from_checkpoint(args.checkpoint, args.protocol, args.device, detector=detector,
+                                                     calibration=calibration, batch_size=args.batch_size)
+    except (CheckpointError, DetectorUnavailable, ValueError, OSError) as e:
+        print(f"sepbn predict: {e}", file=sys.stderr)
+        return 2
+    print(f"sepbn predict: {predictor!r}; detector box -> training box: {predictor.detector_calibration()}",
+          file=sys.stderr)
+
+    summary = Summary()
+    files = list(expand_inputs(args.inputs, args.recursive))
+    progress = not args.no_progress
+    jsonl = None
+    if args.jsonl:
+        Path(args.jsonl).parent.mkdir(parents=True, exist_ok=True)
+        jsonl = open(args.jsonl, "w", encoding="utf-8")
+    try:
+        runner = Runner(args, predictor, boxes, jsonl, summary)
+        pending: list[tuple[Path, Path | None]] = []
+        bar = tqdm(files, desc="predict", unit="file", disable=not progress)
+        for path, root in bar:
+            if path.suffix.lower() in VIDEO_SUFFIXES and path.is_file():
+                runner.images(pending)
+                pending = []
+                runner.video(path, root, progress)
+            else:
+                pending.append((path, root))
+                if len(pending) >= 16:
+                    runner.images(pending)
+                    pending = []
+            bar.set_postfix(faces=summary.faces, errors=len(summary.errors))
+        runner.images(pending)
+    finally:
+        if jsonl is not None:
+            jsonl.close()
+    for line in summary.lines():
+        print(line, file=sys.stderr if line.startswith("  ") else sys.stdout)
+    done = summary.images + summary.videos
+    return 1 if summary.errors and done == 0 else 0

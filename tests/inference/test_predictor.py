@@ -1,0 +1,144 @@
+"""LandmarkDetector: predictions come back in original image coordinates, batched over faces.
+
+The networks here are stand-ins with a known answer (inside the tests only): ``FixedNet`` always
+predicts the same normalised coordinates, ``BlobNet`` finds one bright blob per colour channel,
+so a synthetic face drawn rotated and scaled at a known place must be found where it was drawn.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sepbn.data.protocols import protocol_from_dict
+from sepbn.inference.detector import BoxCalibration, Detections
+from sepbn.inference.predictor import CropSpec, LandmarkDetector, crop_spec_from_config, to_original
+
+TRI = protocol_from_dict({"name": "tri", "num_points": 3, "flip_perm": [1, 0, 2],
+                          "point_names": ["left", "right", "chin"],
+                          "normalizer": {"kind": "box", "box_formula": "sqrt_wh"}})
+
+
+class FixedNet(nn.Module):
+    def __init__(self, u):
+        super().__init__()
+        self.register_buffer("u", torch.as_tensor(u, dtype=torch.float32))
+        self.calls = []
+
+    def forward(self, x, protocols=None):
+        self.calls.append(x.shape[0])
+        return {protocols: self.u.expand(x.shape[0], -1, -1).clone()}
+
+
+class BlobNet(nn.Module):
+    """Point c = weighted centroid of the upper half of channel c's values, in normalised coords."""
+
+    def forward(self, x, protocols=None):
+        n, c, h, w = x.shape
+        lo = x.amin((2, 3), keepdim=True)
+        hi = x.amax((2, 3), keepdim=True)
+        wgt = torch.relu(x - (lo + hi) / 2)
+        wgt = wgt / wgt.sum((2, 3), keepdim=True)
+        cols = (torch.arange(w) + 0.5) / w * 2 - 1
+        rows = (torch.arange(h) + 0.5) / h * 2 - 1
+        u = (wgt.sum(2) * cols).sum(-1)
+        v = (wgt.sum(3) * rows).sum(-1)
+        return {protocols: torch.stack([u, v], -1)}
+
+
+def draw_face(img, centre, side, angle_deg):
+    """Three Gaussian blobs (R: left eye, G: right eye, B: chin) of a face rotated by angle."""
+    template = np.array([[-0.25, -0.2], [0.25, -0.2], [0.0, 0.3]])
+    t = math.radians(angle_deg)
+    rot = np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
+    pts = template @ rot.T * side + np.asarray(centre)
+    yy, xx = np.mgrid[: img.shape[0], : img.shape[1]]
+    for ch, (x, y) in enumerate(pts):
+        blob = 255 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * (side / 25) ** 2))
+        img[..., ch] = np.maximum(img[..., ch], blob.astype(np.uint8))
+    return pts
+
+
+def test_blobs_of_rotated_scaled_faces_are_found_in_original_coordinates():
+    img = np.zeros((240, 320, 3), np.uint8)
+    truth_a = draw_face(img, (90.0, 80.0), 70.0, 30.0)
+    truth_b = draw_face(img, (235.5, 160.25), 110.0, -50.0)
+    boxes = [[50, 45, 135, 120], [170, 95, 300, 225]]  # rough boxes, not centred on the faces
+    det = LandmarkDetector(BlobNet(), TRI, CropSpec(64, box_scale=1.2), batch_size=1)
+    faces = det.predict(img, boxes)
+    assert [f.protocol for f in faces] == ["tri", "tri"]
+    assert faces[0].point_names == ("left", "right", "chin")
+    np.testing.assert_allclose(faces[0].landmarks, truth_a, atol=0.6)
+    np.testing.assert_allclose(faces[1].landmarks, truth_b, atol=0.6)
+
+
+def test_fixed_prediction_maps_through_the_square_box_by_hand():
+    u = np.array([[-1.0, -1.0], [1.0, 1.0], [0.5, -0.25]])
+    box = np.array([20.0, 40.0, 60.0, 140.0])  # w 40, h 100: square side 100 * 1.5 around (40, 90)
+    det = LandmarkDetector(FixedNet(u), TRI, CropSpec(32, box_scale=1.5))
+    (face,) = det.predict(np.zeros((200, 100, 3), np.uint8), [box])
+    expected = np.array([40.0, 90.0]) + u * 150 / 2
+    np.testing.assert_allclose(face.landmarks, expected, atol=1e-6)
+    np.testing.assert_allclose(face.box, box)
+    assert face.score == 1.0
+
+
+def test_faces_of_many_images_are_batched_together():
+    net = FixedNet(np.zeros((3, 2)))
+    det = LandmarkDetector(net, TRI, CropSpec(16), batch_size=2)
+    imgs = [np.zeros((50, 50, 3), np.uint8), np.zeros((30, 30), np.uint8), np.zeros((40, 40, 3), np.uint8)]
+    boxes = [[[0, 0, 10, 10], [10, 10, 30, 30]], np.zeros((0, 4)), [[5, 5, 15, 25]]]
+    out = det.predict_many(imgs, boxes, [[0.9, 0.8], [], [0.7]])
+    assert [len(r) for r in out] == [2, 0, 1]
+    assert net.calls == [2, 1]
+    np.testing.assert_allclose(out[0][1].landmarks, np.full((3, 2), 20.0))
+    np.testing.assert_allclose(out[2][0].landmarks, np.tile([10.0, 15.0], (3, 1)))
+    assert out[2][0].score == pytest.approx(0.7)
+
+
+class StubDetector:
+    name = "stub"
+
+    def __init__(self, boxes):
+        self.boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+
+    def __call__(self, image):
+        return Detections(self.boxes, np.linspace(1, 0.5, len(self.boxes)))
+
+
+def test_detector_boxes_are_converted_to_the_training_convention():
+    det = LandmarkDetector(FixedNet(np.zeros((3, 2))), TRI, CropSpec(16), detector=StubDetector([[0, 0, 40, 20]]),
+                           calibration=BoxCalibration(2.0, 0.5, 0.25))
+    (face,) = det.predict(np.zeros((60, 80, 3), np.uint8))
+    # centre (20, 10) + (0.5 * 40, 0.25 * 20) = (40, 15); sides 40 x 20 doubled
+    np.testing.assert_allclose(face.box, [0.0, -5.0, 80.0, 35.0])
+    np.testing.assert_allclose(face.landmarks, np.tile([40.0, 15.0], (3, 1)))
+
+
+def test_no_face_found_gives_an_empty_list_and_no_boxes_no_detector_is_an_error():
+    det = LandmarkDetector(FixedNet(np.zeros((3, 2))), TRI, CropSpec(16), detector=StubDetector(np.zeros((0, 4))))
+    assert det.predict(np.zeros((20, 20, 3), np.uint8)) == []
+    with pytest.raises(ValueError, match="no face detector"):
+        LandmarkDetector(FixedNet(np.zeros((3, 2))), TRI, CropSpec(16)).predict(np.zeros((20, 20, 3), np.uint8))
+
+
+def test_to_original_inverts_encode_and_crop():
+    inverse = np.array([[[2.0, 0.0, 10.0], [0.0, 2.0, -4.0]]])
+    u = np.array([[[-1.0, 1.0]]])  # crop pixel (-0.5, 7.5) of an 8 px crop
+    np.testing.assert_allclose(to_original(u, inverse, 8), [[[9.0, 11.0]]])
+
+
+def test_crop_spec_follows_the_training_dataset_of_the_protocol():
+    config = {"data": {"train": [{"fmt": "300w", "protocol": "300w68", "box_scale": 1.3, "source": "x"},
+                                 {"fmt": "wflw", "protocol": "wflw98", "box_scale": None, "source": "y"}]}}
+    assert crop_spec_from_config(config, "300w", 64) == CropSpec(64, 1.3, "landmarks")
+    assert crop_spec_from_config(config, "wflw98", 64) == CropSpec(64, 1.0, "official")
+    assert crop_spec_from_config({}, "5pt", 32) == CropSpec(32)
+
+
+def test_bad_images_are_rejected_with_their_shape():
+    det = LandmarkDetector(FixedNet(np.zeros((3, 2))), TRI, CropSpec(16))
+    with pytest.raises(ValueError, match="float32"):
+        det.predict(np.zeros((10, 10, 3), np.float32), [[0, 0, 5, 5]])
