@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from torch import nn
@@ -44,7 +45,7 @@ from .mobilenet import CLASSIFIER_DROPOUT, MobileNetV2Backbone
 from .resnext import ResNeXt50Backbone
 from .vanilla_cnn import TABLE_I_CHANNELS, TABLE_I_HIDDEN, VanillaFeatures, scale_width
 
-__all__ = ["create_model", "MODELS", "NORMS", "TORCHVISION_SLOTS", "resolve_protocols"]
+__all__ = ["create_model", "BuildSpec", "MODELS", "NORMS", "TORCHVISION_SLOTS", "resolve_protocols"]
 
 NORMS: dict[str, Callable[..., nn.Module]] = {
     "bn": nn.BatchNorm2d,
@@ -60,9 +61,6 @@ DEFAULT_PLACEMENT: dict[str, tuple] = {
     "resnext50": ("bn3",),
     "mobilenetv2": ("bn3",),
 }
-
-Heads = Mapping[str, int]  # protocol name -> L
-
 
 def resolve_protocols(
     protocols: Sequence[str | Protocol], num_points: Mapping[str, int] | None = None
@@ -113,52 +111,50 @@ def _placement(arch: str, norm: str, placement: Sequence | None) -> tuple | None
     return tuple(sorted(chosen))
 
 
-def _norm_layer(norm: str, norm_kwargs: Mapping[str, Any]) -> Callable[[int], nn.Module]:
-    return functools.partial(NORMS[norm], **norm_kwargs)
+@dataclass(frozen=True)
+class BuildSpec:
+    """Validated create_model arguments handed to a builder (``heads``: protocol name -> L)."""
+
+    heads: Mapping[str, int]
+    norm: str
+    norm_kwargs: Mapping[str, Any]
+    placement: tuple | None  # None: plain BN everywhere
+    width: float
+    input_size: int
+    pretrained: bool | str | os.PathLike
+    adapter: bool
 
 
-def build_vanilla(
-    heads: Heads,
-    *,
-    norm: str,
-    norm_kwargs: Mapping[str, Any],
-    placement: tuple | None,
-    width: float,
-    input_size: int,
-    pretrained: bool | str,
-    adapter: bool,
-) -> tuple[nn.Module, nn.ModuleDict]:
+def build_vanilla(spec: BuildSpec) -> tuple[nn.Module, nn.ModuleDict]:
     """Table I backbone (norm in the ``placement`` blocks, BatchNorm2d elsewhere) + FlattenHead per protocol."""
-    if pretrained:
-        raise ValueError(f"the Vanilla CNN has no pretrained weights; got pretrained={pretrained!r}")
-    chosen = set(placement or ())
-    sep = _norm_layer(norm, norm_kwargs) if chosen else nn.BatchNorm2d
+    if spec.pretrained:
+        raise ValueError(f"the Vanilla CNN has no pretrained weights; got pretrained={spec.pretrained!r}")
+    chosen = set(spec.placement or ())
+    sep = functools.partial(NORMS[spec.norm], **spec.norm_kwargs)
     norms = [sep if i in chosen else nn.BatchNorm2d for i in VANILLA_BLOCKS]
-    backbone = VanillaFeatures(norms, width=width, input_size=input_size)
-    hidden = scale_width(TABLE_I_HIDDEN, width)
+    backbone = VanillaFeatures(norms, width=spec.width, input_size=spec.input_size)
+    hidden = scale_width(TABLE_I_HIDDEN, spec.width)
     return backbone, nn.ModuleDict(
         {
-            name: FlattenHead(backbone.out_channels, backbone.out_size, L, hidden=hidden, adapter=adapter)
-            for name, L in heads.items()
+            name: FlattenHead(backbone.out_channels, backbone.out_size, L, hidden=hidden, adapter=spec.adapter)
+            for name, L in spec.heads.items()
         }
     )
 
 
 def _torchvision(
-    backbone: ResNeXt50Backbone | MobileNetV2Backbone,
-    heads: Heads,
-    norm: str,
-    norm_kwargs: Mapping[str, Any],
-    placement: tuple | None,
-    dropout: float,
-    adapter: bool,
+    backbone: ResNeXt50Backbone | MobileNetV2Backbone, spec: BuildSpec, dropout: float
 ) -> tuple[nn.Module, nn.ModuleDict]:
-    if placement is not None:
+    """Convert the BNs of the placement slots, then one PooledHead per protocol."""
+    if spec.placement is not None:
         slots = backbone.bn_slots()
-        names = {n for s in placement for n in slots[s]}
-        convert_to_sepbn(backbone, where=lambda name, module: name in names, layer=NORMS[norm], **norm_kwargs)
+        names = {n for s in spec.placement for n in slots[s]}
+        convert_to_sepbn(backbone, where=lambda name, module: name in names, layer=NORMS[spec.norm], **spec.norm_kwargs)
     return backbone, nn.ModuleDict(
-        {name: PooledHead(backbone.out_channels, L, dropout=dropout, adapter=adapter) for name, L in heads.items()}
+        {
+            name: PooledHead(backbone.out_channels, L, dropout=dropout, adapter=spec.adapter)
+            for name, L in spec.heads.items()
+        }
     )
 
 
@@ -167,42 +163,21 @@ def _check_tv_input(arch: str, input_size: int) -> None:
         raise ValueError(f"{arch} needs input_size >= 32 (stride 32), got {input_size}")
 
 
-def build_resnext50(
-    heads: Heads,
-    *,
-    norm: str,
-    norm_kwargs: Mapping[str, Any],
-    placement: tuple | None,
-    width: float,
-    input_size: int,
-    pretrained: bool | str,
-    adapter: bool,
-) -> tuple[nn.Module, nn.ModuleDict]:
+def build_resnext50(spec: BuildSpec) -> tuple[nn.Module, nn.ModuleDict]:
     """torchvision ResNeXt-50 32x4d, norm at the ``placement`` slots of every bottleneck, PooledHead per protocol."""
-    if width != 1.0:
-        raise ValueError(f"resnext50 has a fixed width (32x4d); width must be 1.0, got {width}")
-    _check_tv_input("resnext50", input_size)
-    return _torchvision(ResNeXt50Backbone(pretrained), heads, norm, norm_kwargs, placement, 0.0, adapter)
+    if spec.width != 1.0:
+        raise ValueError(f"resnext50 has a fixed width (32x4d); width must be 1.0, got {spec.width}")
+    _check_tv_input("resnext50", spec.input_size)
+    return _torchvision(ResNeXt50Backbone(spec.pretrained), spec, dropout=0.0)
 
 
-def build_mobilenetv2(
-    heads: Heads,
-    *,
-    norm: str,
-    norm_kwargs: Mapping[str, Any],
-    placement: tuple | None,
-    width: float,
-    input_size: int,
-    pretrained: bool | str,
-    adapter: bool,
-) -> tuple[nn.Module, nn.ModuleDict]:
+def build_mobilenetv2(spec: BuildSpec) -> tuple[nn.Module, nn.ModuleDict]:
     """torchvision MobileNetV2 (``width_mult=width``), norm at the ``placement`` slots, PooledHead per protocol."""
-    _check_tv_input("mobilenetv2", input_size)
-    backbone = MobileNetV2Backbone(pretrained, width=width)
-    return _torchvision(backbone, heads, norm, norm_kwargs, placement, CLASSIFIER_DROPOUT, adapter)
+    _check_tv_input("mobilenetv2", spec.input_size)
+    return _torchvision(MobileNetV2Backbone(spec.pretrained, width=spec.width), spec, dropout=CLASSIFIER_DROPOUT)
 
 
-MODELS: dict[str, Callable[..., tuple[nn.Module, nn.ModuleDict]]] = {
+MODELS: dict[str, Callable[[BuildSpec], tuple[nn.Module, nn.ModuleDict]]] = {
     "vanilla": build_vanilla,
     "resnext50": build_resnext50,
     "mobilenetv2": build_mobilenetv2,
@@ -262,16 +237,8 @@ def create_model(
     heads = resolve_protocols(protocols, num_points)
     placed = _placement(arch, norm, placement)
     use_adapter = len(heads) > 1 if adapter is None else bool(adapter)
-    backbone, head_modules = MODELS[arch](
-        heads,
-        norm=norm,
-        norm_kwargs=norm_kwargs,
-        placement=placed,
-        width=float(width),
-        input_size=int(input_size),
-        pretrained=pretrained,
-        adapter=use_adapter,
-    )
+    spec = BuildSpec(heads, norm, norm_kwargs, placed, float(width), int(input_size), pretrained, use_adapter)
+    backbone, head_modules = MODELS[arch](spec)
     model_args = {
         "arch": arch,
         "protocols": list(heads),

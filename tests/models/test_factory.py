@@ -133,6 +133,17 @@ def test_adapter_default_and_override():
     assert isinstance(net.heads["cofw29"].adapter[0], nn.Conv2d)
 
 
+def test_protocol_objects_rebuild_without_their_file():
+    from sepbn.data.protocols import COFW29, protocol_from_dict
+
+    custom = protocol_from_dict({"name": "tri3", "num_points": 3, "flip_perm": [1, 0, 2],
+                                 "normalizer": {"kind": "points", "left": [0], "right": [1]}})
+    net = create_model("vanilla", [custom, COFW29], width=1 / 64, input_size=64)
+    assert net.num_points == {"tri3": 3, "cofw29": 29}
+    assert net.model_args["protocols"] == ["tri3", "cofw29"]
+    assert create_model(**json.loads(json.dumps(net.model_args))).num_points == net.num_points
+
+
 def test_custom_protocol_names_need_num_points():
     kwargs, _ = SMALL["vanilla"]
     net = create_model("vanilla", ["my7"], num_points={"my7": 7}, **kwargs)
