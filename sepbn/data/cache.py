@@ -30,7 +30,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .records import FaceRecord
-from .transforms import crop_matrix, warp_image
+from .transforms import crop_matrix, invert_affine, warp_image
 
 __all__ = ["CACHE_VERSION", "FaceCache", "records_fingerprint", "build_cache", "ensure_cache"]
 
@@ -74,6 +74,7 @@ class FaceCache:
         self.fingerprint = str(meta["fingerprint"])
         self.data_file = self.root / meta["data_file"]
         self.matrices = np.asarray(meta["matrices"], dtype=np.float64).reshape(-1, 2, 3)
+        self.inverses = np.stack([invert_affine(m) for m in self.matrices]) if len(self.matrices) else self.matrices
         self._data: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -93,7 +94,12 @@ class FaceCache:
         return self.data[i]
 
     def matrix(self, i: int) -> np.ndarray:
+        """Original image -> cached crop of face ``i``, (2, 3)."""
         return self.matrices[i]
+
+    def inverse(self, i: int) -> np.ndarray:
+        """Cached crop -> original image of face ``i``, (2, 3)."""
+        return self.inverses[i]
 
     def matches(self, records: Sequence[FaceRecord]) -> bool:
         """Whether this cache was built from exactly these records (same files, boxes, points)."""

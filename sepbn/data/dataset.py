@@ -146,7 +146,7 @@ class LandmarkDataset:
         else:
             matrix = crop_matrix(rec.box, S, self.box_scale)
         if self.cache is not None:  # one warp from the cached crop: M C^-1
-            crop = warp_image(self.cache.crop(index), compose_affine(matrix, invert_affine(self.cache.matrix(index))), S)
+            crop = warp_image(self.cache.crop(index), compose_affine(matrix, self.cache.inverse(index)), S)
         else:
             crop = warp_image(rec.load_image(), matrix, S)
         if params is not None:

@@ -60,6 +60,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _SCALE = (1.0 / (255.0 * np.asarray(IMAGENET_STD))).astype(np.float32)
 _OFFSET = (-np.asarray(IMAGENET_MEAN) / np.asarray(IMAGENET_STD)).astype(np.float32)
+_LUT = np.arange(256, dtype=np.float32)[None, :] * _SCALE[:, None] + _OFFSET[:, None]  # (3, 256)
 
 
 def encode_points(points: np.ndarray, size: int) -> np.ndarray:
@@ -227,7 +228,11 @@ def compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
 def invert_affine(matrix: np.ndarray) -> np.ndarray:
     """The inverse of a 2x3 affine matrix (float64)."""
     m = np.asarray(matrix, dtype=np.float64)
-    a_inv = np.linalg.inv(m[:, :2])
+    (a, b), (c, d) = m[:, :2]
+    det = a * d - b * c
+    if det == 0 or not math.isfinite(det):
+        raise ValueError(f"affine matrix is not invertible: {m.tolist()}")
+    a_inv = np.array([[d, -b], [-c, a]]) / det  # closed form: np.linalg.inv costs 10x more here
     return np.concatenate([a_inv, (-a_inv @ m[:, 2])[:, None]], axis=1)
 
 
@@ -269,11 +274,15 @@ def photometric(crop: np.ndarray, params: AugmentParams, rng: np.random.Generato
 
 
 def normalize_image(crop: np.ndarray) -> np.ndarray:
-    """uint8 RGB (S, S, 3) -> float32 (3, S, S): ``(x / 255 - IMAGENET_MEAN) / IMAGENET_STD``."""
-    out = crop.astype(np.float32)
-    out *= _SCALE
-    out += _OFFSET
-    return np.ascontiguousarray(out.transpose(2, 0, 1))
+    """uint8 RGB (S, S, 3) -> float32 (3, S, S): ``(x / 255 - IMAGENET_MEAN) / IMAGENET_STD``.
+
+    A 256-entry lookup table per channel (cv2.LUT on each plane): 3-5x faster than float maths
+    on the whole crop, which matters at thousands of samples per second per core.
+    """
+    out = np.empty((3, *crop.shape[:2]), np.float32)
+    for c, plane in enumerate(cv2.split(crop)):
+        cv2.LUT(plane, _LUT[c], dst=out[c])  # writes into the contiguous plane out[c]
+    return out
 
 
 def denormalize_image(image: np.ndarray) -> np.ndarray:

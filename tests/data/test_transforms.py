@@ -139,3 +139,10 @@ def test_normalize_round_trip():
     assert x.shape == (3, S, S) and x.dtype == np.float32
     np.testing.assert_allclose(x[:, 3, 4], (crop[3, 4] / 255 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225], rtol=1e-5)
     np.testing.assert_array_equal(denormalize_image(x), crop)
+
+
+def test_invert_affine_closed_form_and_singular():
+    m = np.array([[2.0, 0.5, 3.0], [-0.25, 1.5, -7.0]])
+    np.testing.assert_allclose(compose_affine(m, invert_affine(m)), [[1, 0, 0], [0, 1, 0]], atol=1e-12)
+    with pytest.raises(ValueError, match="not invertible"):
+        invert_affine(np.array([[1.0, 2.0, 0.0], [2.0, 4.0, 1.0]]))
