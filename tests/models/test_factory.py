@@ -41,6 +41,19 @@ def test_forward_backward_without_nan(arch, norm):
         assert all(torch.isfinite(v).all() for v in net(x).values())
 
 
+@pytest.mark.parametrize("arch", ["vanilla", "mobilenetv2"])
+def test_norm_kwargs_reach_every_placed_layer(arch):
+    kwargs, side = SMALL[arch]
+    nk = dict(num_branches=4, num_groups=1, attention="se", aggregation="hard", temperature=30.0)
+    net = create_model(arch, ["cofw29"], norm="sepbn", norm_kwargs=nk, **kwargs)
+    layers = [m for _, m in sepbn_modules(net)]
+    assert layers and all(
+        (m.num_branches, m.num_groups, m.attention_type, m.aggregation, m.temperature) == (4, 1, "se", "hard", 30.0)
+        for m in layers
+    )
+    net(torch.randn(2, 3, side, side))["cofw29"].sum().backward()
+
+
 def test_vanilla_placement_by_block_index():
     kwargs, _ = SMALL["vanilla"]
     net = create_model("vanilla", ["cofw29"], norm="sepbn", placement=[4, 0], **kwargs)
