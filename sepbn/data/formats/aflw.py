@@ -23,9 +23,9 @@ import numpy as np
 
 from ..protocols import AFLW19
 from ..records import FaceRecord
-from .common import relative_image, require_protocol, resolve_image
+from .common import check_values, relative_image, require_protocol, resolve_image
 from .errors import FormatError, Issues
-from .matfile import as_rows, check_finite, load_mat, save_mat
+from .matfile import as_rows, load_mat, save_mat
 
 __all__ = ["read_aflw", "write_aflw", "AFLW_SPLITS"]
 
@@ -34,6 +34,7 @@ L = AFLW19.num_points
 AFLW_SPLITS = ("train", "full", "frontal")
 _KEYS = ("data", "bbox", "mask_new", "nameList", "ra")
 _COLUMNS = [f"x{i}" for i in range(L)] + [f"y{i}" for i in range(L)]
+_BOX = ("left", "right", "top", "bottom")
 
 
 def _split_rows(path: Path, ra: np.ndarray, n: int, split: str | None, train_size: int) -> np.ndarray:
@@ -78,14 +79,12 @@ def read_aflw(
     for i in rows:
         where = f"{path}#{i}"
         with issues.record():
-            check_finite(pts[i], where, "data", _COLUMNS)
-            check_finite(boxes[i], where, "bbox", ["left", "right", "top", "bottom"])
+            check_values(pts[i], where, lambda j: f"data[:, {j}] ({_COLUMNS[j]})")
+            check_values(boxes[i], where, lambda j: f"bbox[:, {j}] ({_BOX[j]})")
             if not isinstance(names[i], str):
                 raise FormatError(where, f"{names[i]!r} is not a path", f"nameList{{{i}}}")
             m = mask[i]
-            bad = np.flatnonzero((m != 0) & (m != 1))
-            if bad.size:
-                raise FormatError(where, f"{m[bad[0]]!r} is not 0 or 1", f"mask_new[:, {bad[0]}]")
+            check_values(m, where, lambda j: f"mask_new[:, {j}]", binary=True)
             left, right, top, bottom = boxes[i] - origin
             records.append(FaceRecord(
                 landmarks=np.stack([pts[i, :L], pts[i, L:]], axis=1) - origin,

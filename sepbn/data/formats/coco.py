@@ -21,7 +21,7 @@ import numpy as np
 
 from ..protocols import Protocol, get_protocol
 from ..records import FaceRecord, ImageReadError
-from .common import relative_image, resolve_image
+from .common import check_values, relative_image, resolve_image
 from .errors import FormatError, Issues
 
 __all__ = ["read_coco", "write_coco"]
@@ -80,10 +80,8 @@ def read_coco(
                 box = np.asarray(ann.get("bbox"), dtype=np.float64)
             except (TypeError, ValueError):
                 raise FormatError(where, "non-numeric values in keypoints or bbox", "keypoints/bbox") from None
-            for name, a in (("keypoints", arr.ravel()), ("bbox", box.ravel())):
-                bad = np.flatnonzero(~np.isfinite(a))
-                if bad.size:
-                    raise FormatError(where, f"{a[bad[0]]!r} is not finite", f"{name}[{bad[0]}]")
+            check_values(arr, where, lambda j: f"keypoints[{j}]")
+            check_values(box, where, lambda j: f"bbox[{j}]")
             if box.shape != (4,):
                 raise FormatError(where, f"{ann.get('bbox')!r} is not [x, y, w, h]", "bbox")
             unlabelled = np.flatnonzero(arr[:, 2] == 0)

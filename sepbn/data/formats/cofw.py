@@ -23,9 +23,9 @@ import numpy as np
 
 from ..protocols import COFW29
 from ..records import FaceRecord
-from .common import require_protocol
+from .common import check_values, require_protocol
 from .errors import FormatError, Issues
-from .matfile import as_rows, check_finite, load_mat, save_mat
+from .matfile import as_rows, load_mat, save_mat
 
 __all__ = ["read_cofw", "write_cofw", "COFW_FILES", "COFW_KEYS"]
 
@@ -78,17 +78,14 @@ def read_cofw(
     for i in range(len(phis)):
         where = f"{path}#{i}"
         with issues.record():
-            check_finite(phis[i], where, pk, _COLUMNS)
-            check_finite(boxes[i], where, bk, ["x", "y", "w", "h"])
+            check_values(phis[i], where, lambda j: f"{pk}[:, {j}] ({_COLUMNS[j]})")
+            check_values(boxes[i], where, lambda j: f"{bk}[:, {j}] ({'xywh'[j]})")
             img = np.asarray(imgs[i])
             if img.dtype != np.uint8 or not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 3)):
                 raise FormatError(where, f"image of shape {img.shape} dtype {img.dtype}, "
                                   "expected uint8 (H, W) or (H, W, 3)", f"{ik}{{{i}}}")
             occ = phis[i, 2 * L:]
-            bad = np.flatnonzero((occ != 0) & (occ != 1))
-            if bad.size:
-                j = int(bad[0])
-                raise FormatError(where, f"{occ[j]!r} is not 0 or 1", f"{pk}[:, {2 * L + j}] ({_COLUMNS[2 * L + j]})")
+            check_values(occ, where, lambda j: f"{pk}[:, {2 * L + j}] ({_COLUMNS[2 * L + j]})", binary=True)
             x, y, w, h = boxes[i]
             records.append(FaceRecord(
                 landmarks=np.stack([phis[i, :L], phis[i, L:2 * L]], axis=1) - origin,

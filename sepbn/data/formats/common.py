@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path, PureWindowsPath
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -30,6 +30,9 @@ __all__ = [
     "validate_record",
     "check_record_image",
     "fmt_num",
+    "check_values",
+    "require_protocol",
+    "write_lines",
 ]
 
 
@@ -170,3 +173,17 @@ def write_lines(dest: Path, lines: Sequence[str], newline: str = "\n") -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     with open(dest, "w", encoding="utf-8", newline="") as fh:
         fh.write("".join(line + newline for line in lines))
+
+
+def check_values(
+    values: np.ndarray, where: str, field_of: Callable[[int], str], *, binary: bool = False,
+    shown: Callable[[int], str] | None = None, expected: str = "0 or 1",
+) -> None:
+    """Raise a FormatError for the first non-finite entry (or, with ``binary``, the first
+    entry that is not 0/1), naming ``field_of(index)`` and showing ``shown(index)``."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    bad = np.flatnonzero((v != 0) & (v != 1)) if binary else np.flatnonzero(~np.isfinite(v))
+    if bad.size:
+        j = int(bad[0])
+        text = shown(j) if shown is not None else repr(float(v[j]))
+        raise FormatError(where, f"{text} is not {expected if binary else 'finite'}", field_of(j))

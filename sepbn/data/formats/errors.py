@@ -10,6 +10,7 @@ lines, COCO annotations without keypoints) and faces removed by a documented fil
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections import Counter
 from contextlib import contextmanager
@@ -85,8 +86,8 @@ class Issues:
 
 
 def _reason_kind(reason: str) -> str:
-    # Group reasons by their wording without the values, e.g. "field 45 (x22): not a number".
-    head, _, tail = reason.partition(": ")
-    if head.startswith("field ") and tail:
-        return tail.split("'")[0].strip() or tail
-    return reason.split(" (")[0]
+    # Group reasons by their wording without values, paths and field numbers, e.g.
+    # "field 45 (x22): 'abc' is not a number" -> "... is not a number".
+    text = reason.split(": ", 1)[1] if reason.startswith("field ") and ": " in reason else reason
+    text = re.sub(r"'[^']*'|\S*[/\\]\S*|-?\d[\w.+-]*", "#", text)
+    return re.sub(r"\(.*\)", "", text).strip()

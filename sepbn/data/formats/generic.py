@@ -27,7 +27,7 @@ import numpy as np
 
 from ..protocols import Protocol, get_protocol
 from ..records import FaceRecord
-from .common import fmt_num, parse_floats, read_lines, relative_image, resolve_image, write_lines
+from .common import check_values, fmt_num, parse_floats, read_lines, relative_image, resolve_image, write_lines
 from .errors import FormatError, Issues
 
 __all__ = ["read_csv", "write_csv", "read_jsonl", "write_jsonl"]
@@ -96,10 +96,8 @@ def read_csv(
             visible = None
             if vis_cols is not None:
                 v = np.array([parse_floats([row[k]], where, k + 1, [header[k]])[0] for k in vis_cols])
-                bad = np.flatnonzero((v != 0) & (v != 1))
-                if bad.size:
-                    k = vis_cols[bad[0]]
-                    raise FormatError(where, f"{row[k]!r} is not 0 or 1", f"{k + 1} ({header[k]})")
+                check_values(v, where, lambda j: f"{vis_cols[j] + 1} ({header[vis_cols[j]]})", binary=True,
+                             shown=lambda j: repr(row[vis_cols[j]]))
                 visible = v == 1
             records.append(FaceRecord(
                 landmarks=nums[4:].reshape(-1, 2), box=tuple(float(v) for v in nums[:4]), protocol=proto.name,
@@ -145,9 +143,7 @@ def _json_points(value: Any, where: str, field: str, shape_hint: str) -> np.ndar
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise FormatError(where, f"{value!r} is not {shape_hint} numbers", field) from None
-    bad = np.flatnonzero(~np.isfinite(arr.ravel()))
-    if bad.size:
-        raise FormatError(where, f"value {arr.ravel()[bad[0]]!r} at flat index {bad[0]} is not finite", field)
+    check_values(arr, where, lambda j: f"{field}[{j // 2}][{j % 2}]" if arr.ndim == 2 else f"{field}[{j}]")
     return arr
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import FormatError
 
-__all__ = ["load_mat", "save_mat", "is_v73", "as_rows", "check_finite"]
+__all__ = ["load_mat", "save_mat", "is_v73", "as_rows"]
 
 _HEADER = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created by: sepbn. HDF5 schema 1.00 ."
 _CLASSES = {
@@ -47,14 +47,6 @@ def as_rows(path: Path, name: str, value, columns: int) -> np.ndarray:
     if arr.ndim != 2 or arr.shape[1] != columns or arr.dtype == object:
         raise FormatError(str(path), f"has shape {arr.shape}, expected (N, {columns})", name)
     return arr.astype(np.float64)
-
-
-def check_finite(row: np.ndarray, where: str, name: str, columns: Sequence[str]) -> None:
-    """Raise a FormatError naming the first non-finite entry of a .mat row."""
-    bad = np.flatnonzero(~np.isfinite(row))
-    if bad.size:
-        j = int(bad[0])
-        raise FormatError(where, f"{row[j]!r} is not finite", f"{name}[:, {j}] ({columns[j]})")
 
 
 def load_mat(path: Path, names: Sequence[str]) -> dict[str, Any]:

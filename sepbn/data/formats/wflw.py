@@ -16,7 +16,7 @@ import numpy as np
 from ..protocols import WFLW98, WFLW_ATTRIBUTES
 from ..records import FaceRecord
 from .common import (
-    fmt_num, interleaved_names, parse_floats, read_lines, relative_image, require_protocol, resolve_image,
+    check_values, fmt_num, interleaved_names, parse_floats, read_lines, relative_image, require_protocol, resolve_image,
     write_lines,
 )
 from .errors import FormatError, Issues
@@ -71,10 +71,9 @@ def read_wflw(source: Path, *, images: Path | None, split: str | None, issues: I
                                   f"(196 coordinates, 4 box numbers, 6 attribute flags, image path)")
             nums = parse_floats(tokens[:-1], where, 1, _NAMES)
             flags = nums[2 * L + 4:]
-            for k, v in enumerate(flags):
-                if v not in (0.0, 1.0):
-                    raise FormatError(where, f"{tokens[2 * L + 4 + k]!r} is not 0 or 1",
-                                      f"{2 * L + 5 + k} ({_NAMES[2 * L + 4 + k]})")
+            first = 2 * L + 4
+            check_values(flags, where, lambda k: f"{first + k + 1} ({_NAMES[first + k]})", binary=True,
+                         shown=lambda k: repr(tokens[first + k]))
             records.append(FaceRecord(
                 landmarks=nums[: 2 * L].reshape(L, 2),
                 box=tuple(float(v) for v in nums[2 * L: 2 * L + 4]),

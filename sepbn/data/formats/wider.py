@@ -21,7 +21,7 @@ import numpy as np
 
 from ..protocols import FIVE_POINT
 from ..records import FaceRecord
-from .common import fmt_num, parse_floats, read_lines, relative_image, require_protocol, resolve_image, write_lines
+from .common import check_values, fmt_num, parse_floats, read_lines, relative_image, require_protocol, resolve_image, write_lines
 from .errors import FormatError, Issues
 
 __all__ = ["read_wider5", "write_wider5"]
@@ -61,10 +61,8 @@ def read_wider5(
                 issues.skip(where, f"box {w:g}x{h:g} not above min_size {min_size:g}")
                 continue
             lm = nums[4:19].reshape(5, 3)
-            for k, f in enumerate(lm[:, 2]):
-                if f not in (0.0, 1.0):
-                    raise FormatError(where, f"{tokens[6 + 3 * k]!r} is not 0 (visible) or 1 (occluded)",
-                                      f"{7 + 3 * k} (flag{k})")
+            check_values(lm[:, 2], where, lambda k: f"{7 + 3 * k} (flag{k})", binary=True,
+                         shown=lambda k: repr(tokens[6 + 3 * k]), expected="0 (visible) or 1 (occluded)")
             records.append(FaceRecord(
                 landmarks=lm[:, :2].copy(), box=(x, y, x + w, y + h), protocol=FIVE_POINT.name,
                 image_path=image, visible=lm[:, 2] == 0.0,
