@@ -1,0 +1,185 @@
+"""Checkpoints: atomic training checkpoints, safetensors weights, and ``load_model``.
+
+A training checkpoint (``last.pt``, ``best.pt``) is one ``torch.save`` file that loads with
+``torch.load(weights_only=True)`` -- tensors and plain containers only, never pickled objects::
+
+    {"format": "sepbn-checkpoint", "version": 1,
+     "model": state_dict, "model_args": dict, "protocols": {name: Protocol.to_dict()},
+     "config": dict, "optimizer": state_dict, "scheduler": {"step": int, ...},
+     "epoch": int (epochs completed), "step": int (optimiser steps done),
+     "rng": {"python": ..., "numpy": ..., "torch": ByteTensor, "cuda": [ByteTensor]},
+     "temperature": float | None, "metrics": dict}
+
+Weights for deployment: a folder holding ``model.safetensors`` (the state dict) and
+``config.json`` (everything above except model/optimizer/rng).
+
+Writes are atomic: the bytes go to a temporary file in the same folder, are flushed and
+fsync'ed, then ``os.replace`` swaps the file in (atomic on POSIX and Windows). A crash or kill
+during the write leaves the previous checkpoint intact and at worst a stray temporary file.
+
+Temperature: SepBN layers keep their softmax temperature in the state dict (buffer ``tau``), so
+a loaded model evaluates with the tau it was saved with (after the paper's annealing, 1); the
+value is also recorded as ``temperature`` in the metadata for readers of config.json.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+__all__ = [
+    "atomic_write",
+    "save_checkpoint",
+    "load_checkpoint",
+    "save_weights",
+    "load_model",
+    "rng_state",
+    "set_rng_state",
+]
+
+FORMAT = "sepbn-checkpoint"
+VERSION = 1
+
+
+def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> Path:
+    """Call ``write(f)`` on a temporary file next to ``path``, fsync it, then rename it onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return path
+
+
+def rng_state() -> dict:
+    """Python, NumPy, torch and CUDA generator states as weights_only-loadable values."""
+    np_state = np.random.get_state(legacy=False)
+    state = {
+        "python": random.getstate(),
+        "numpy": {
+            "bit_generator": np_state["bit_generator"],
+            "key": torch.from_numpy(np.asarray(np_state["state"]["key"], dtype=np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore the states saved by :func:`rng_state`."""
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state({
+        "bit_generator": n["bit_generator"],
+        "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
+        "has_gauss": n["has_gauss"],
+        "gauss": n["gauss"],
+    })
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | Path, state: dict) -> Path:
+    """Atomically write a training checkpoint dict (see the module docstring for its keys)."""
+    state = {"format": FORMAT, "version": VERSION, **state}
+    return atomic_write(path, lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
+    """Read a training checkpoint with ``weights_only=True``; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated or foreign files raise many different errors
+        raise ValueError(f"{path}: not a readable sepbn checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "model_args" not in ckpt:
+        raise ValueError(f"{path}: not a sepbn checkpoint (missing 'model' / 'model_args')")
+    return ckpt
+
+
+def _meta(ckpt: dict) -> dict:
+    return {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "rng")}
+
+
+def save_weights(folder: str | Path, state_dict: dict, meta: dict) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` (``meta`` must be JSON-able) into ``folder``."""
+    from safetensors.torch import save as st_save
+
+    folder = Path(folder)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    atomic_write(folder / "model.safetensors", lambda f: f.write(st_save(tensors)))
+    text = json.dumps(meta, indent=2, default=_json_default)
+    atomic_write(folder / "config.json", lambda f: f.write(text.encode("utf-8")))
+    return folder
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    if isinstance(o, (np.generic, np.ndarray)):
+        return o.tolist()
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+def load_model(path: str | Path, map_location: Any = "cpu"):
+    """Rebuild the trained ``LandmarkNet`` in eval mode: ``(model, meta)``.
+
+    ``path`` is a training checkpoint (``.pt``) or a folder with ``model.safetensors`` and
+    ``config.json``. ``meta`` holds ``model_args``, ``protocols``, ``config``, ``epoch``,
+    ``step``, ``metrics`` and ``temperature``.
+    """
+    from ..models import create_model
+
+    path = Path(path)
+    if path.is_dir():
+        from safetensors.torch import load_file
+
+        cfg_file, weights = path / "config.json", path / "model.safetensors"
+        for f in (cfg_file, weights):
+            if not f.is_file():
+                raise FileNotFoundError(f"{path}: weights folder lacks {f.name}")
+        meta = json.loads(cfg_file.read_text(encoding="utf-8"))
+        device = map_location if isinstance(map_location, str) else "cpu"
+        try:
+            state = load_file(str(weights), device=device)
+        except Exception as e:
+            raise ValueError(f"{weights}: unreadable safetensors file ({e})") from None
+    else:
+        ckpt = load_checkpoint(path, map_location)
+        state, meta = ckpt["model"], _meta(ckpt)
+    model = create_model(**meta["model_args"])
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: weights do not match model_args {meta['model_args']}: {e}") from None
+    return model.eval(), meta
