@@ -34,7 +34,9 @@ def branch_weights(logits: Tensor, temperature: Tensor | float, aggregation: str
         >>> branch_weights(torch.tensor([[[0.0, 2.0]]]), 1.0, "hard")
         tensor([[[0., 1.]]])
     """
-    soft = torch.softmax(logits.float() / temperature, dim=-1)
+    if logits.dtype in (torch.float16, torch.bfloat16):  # softmax in float32 under autocast
+        logits = logits.float()
+    soft = torch.softmax(logits / temperature, dim=-1)
     if aggregation == "soft":
         return soft
     if aggregation != "hard":
@@ -64,7 +66,8 @@ class _SparseMaxPool(torch.autograd.Function):
         flat = indices.reshape(n, c, -1)
         nc = torch.arange(n * c, device=grad.device).reshape(n, c, 1).expand_as(flat)
         coords = torch.stack((nc // c, nc % c, flat // w, flat % w)).reshape(4, -1)
-        sparse = torch.sparse_coo_tensor(coords, grad.reshape(-1), (n, c, h, w), is_coalesced=True)
+        # windows overlap when T does not divide H or W: indices may repeat, so not coalesced (add sums them)
+        sparse = torch.sparse_coo_tensor(coords, grad.reshape(-1), (n, c, h, w), check_invariants=False)
         return sparse, None
 
 
