@@ -1,0 +1,108 @@
+"""Export: ONNX / TorchScript of one protocol's branch equal eager PyTorch at batch 1 and 3."""
+
+import onnx
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sepbn.inference.export import (
+    SingleProtocolModule,
+    adaptive_max_pool2d_windows,
+    check_parity,
+    export_model,
+)
+from sepbn.models import create_model
+from sepbn.nn import sepbn_modules
+
+SIZE = 64  # the smallest input the Vanilla CNN's six 2x poolings accept
+
+
+@pytest.mark.parametrize("shape,out", [((2, 3, 7, 7), (3, 3)), ((1, 2, 16, 16), (3, 3)), ((2, 1, 6, 9), (3, 2)),
+                                       ((1, 1, 4, 4), (4, 4)), ((1, 2, 2, 2), (3, 3))])
+def test_window_decomposition_equals_adaptive_max_pool(shape, out):
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    values, indices = adaptive_max_pool2d_windows(x, out)
+    ref_v, ref_i = F.adaptive_max_pool2d(x, out, return_indices=True)
+    torch.testing.assert_close(values, ref_v, rtol=0, atol=0)
+    torch.testing.assert_close(indices, ref_i, rtol=0, atol=0)
+
+
+def _model(norm: str) -> torch.nn.Module:
+    """A tiny two-head LandmarkNet whose SepBN branches really differ (trained nets do; fresh ones barely)."""
+    torch.manual_seed(0)
+    model = create_model("vanilla", ["300w68", "5pt"], norm=norm, width=1 / 16, input_size=SIZE)
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(6, 3, SIZE, SIZE))  # running statistics away from 0 / 1
+        for _, layer in sepbn_modules(model):
+            layer.weight.normal_(1.0, 0.5)
+            layer.bias.normal_(0.0, 0.5)
+            for p in layer.attention.parameters():
+                p.normal_(0.0, 0.5)
+        for head in model.heads.values():  # spread the outputs over the crop, as a trained head does
+            last = [m for m in head.modules() if isinstance(m, torch.nn.Linear)][-1]
+            last.weight.mul_(100.0)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """(norm, fmt) -> (model, path, parity report); each export runs once per module (ONNX takes seconds)."""
+    cache = {}
+
+    def get(norm, fmt):
+        if (norm, fmt) not in cache:
+            model = _model(norm)
+            path = tmp_path_factory.mktemp("export") / f"model.{fmt}"
+            cache[norm, fmt] = model, path, export_model(model, "5pt", fmt, path, SIZE)
+        return cache[norm, fmt]
+
+    return get
+
+
+@pytest.mark.parametrize("norm", ["bn", "sepbn"])
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_exported_branch_matches_eager(exported, norm, fmt):
+    model, path, report = exported(norm, fmt)
+    assert report.ok, str(report)
+    assert set(report.max_abs_diff) == {1, 3}
+    assert "OK" in str(report)
+    # one head only, dynamic batch: 5 points for any batch size, equal to the eager head
+    x = torch.randn(5, 3, SIZE, SIZE)
+    with torch.no_grad():
+        want = model(x)["5pt"]
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        got = torch.from_numpy(sess.run(None, {"image": x.numpy()})[0])
+    else:
+        got = torch.jit.load(str(path))(x)
+    assert got.shape == (5, 5, 2)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
+    assert (want[0] - want[1]).abs().max() > 1e-3  # the outputs depend on the input
+
+
+def test_sepbn_attention_is_in_the_onnx_graph(exported):
+    model, path, _ = exported("sepbn", "onnx")
+    graph = onnx.load(str(path)).graph
+    ops = [n.op_type for n in graph.node]
+    assert ops.count("Softmax") == len(sepbn_modules(model)) == 6  # one pi per SepBN layer
+    assert graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic batch
+    assert graph.output[0].type.tensor_type.shape.dim[1].dim_value == 5  # the 5pt head only
+
+
+def test_parity_check_can_fail(tmp_path):
+    exported, other = _model("bn"), _model("bn")
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.1)
+    path = tmp_path / "m.pt"
+    export_model(exported, "5pt", "torchscript", path, SIZE, check=False)
+    report = check_parity(SingleProtocolModule(other, "5pt"), "torchscript", path, SIZE)
+    assert not report.ok and "FAILED" in str(report)
+
+
+def test_unknown_format_is_named(tmp_path):
+    with pytest.raises(ValueError, match="'tflite'"):
+        export_model(_model("bn"), "5pt", "tflite", tmp_path / "x", SIZE)
