@@ -1,6 +1,7 @@
 """sepbn.models: the paper's networks (Table I, section V-D) and the multi-branch LandmarkNet (Fig. 5).
 
-Imports ``sepbn.nn`` for the layers; from ``sepbn.data`` only the protocol table (point counts).
+Imports ``sepbn.nn`` for the layers; ``create_model`` looks protocol names up in
+``sepbn.data.protocols`` lazily, so importing this package never loads ``sepbn.data``.
 """
 
 from .factory import MODELS, NORMS, create_model, resolve_protocols

@@ -21,9 +21,11 @@ single-protocol Vanilla CNN is exactly Table I (the paper's "Vanilla CNN (BN)/(S
 while a CNT model's branches match Fig. 5. ``model_args`` stores the resolved value, so a CNT
 stage-2 model (``LandmarkNet.select``) and every rebuilt checkpoint keep their adapters.
 
-Protocol names are resolved with ``sepbn.data.protocols`` -- the single source of point counts
-(a numpy-only module; the rest of ``sepbn.data`` is not used here). ``model_args`` also stores
-``num_points`` so networks for user-defined protocols rebuild without the protocol file.
+Protocols: ``Protocol`` objects (anything with ``name`` and ``num_points``) are used as given;
+names are looked up with ``sepbn.data.protocols.get_protocol`` -- the single source of point
+counts -- imported only when a name needs it, so ``import sepbn.models`` never loads ``sepbn.data``
+(or cv2). ``model_args`` also stores ``num_points``, so networks for user-defined protocols
+rebuild without the protocol file.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ from typing import Any, Callable, Mapping, Sequence
 
 from torch import nn
 
-from sepbn.data.protocols import Protocol, get_protocol
 from sepbn.nn import BruteForceSepBN2d, MixtureBatchNorm2d, SepBatchNorm2d, convert_to_sepbn
 
 from .heads import FlattenHead, PooledHead
@@ -62,29 +63,39 @@ DEFAULT_PLACEMENT: dict[str, tuple] = {
     "mobilenetv2": ("bn3",),
 }
 
-def resolve_protocols(
-    protocols: Sequence[str | Protocol], num_points: Mapping[str, int] | None = None
-) -> dict[str, int]:
+
+def _lookup(name: str) -> Any:
+    """The built-in (or file-defined) Protocol called ``name``; ValueError if unknown."""
+    from sepbn.data.protocols import get_protocol  # lazily: models must not load the data stack
+
+    return get_protocol(name)
+
+
+def resolve_protocols(protocols: Sequence[Any], num_points: Mapping[str, int] | None = None) -> dict[str, int]:
     """Protocol names or objects -> {canonical name: L}, in the given order.
 
     A name found in ``num_points`` uses that count (checked against the built-in table when the
     name is also a built-in protocol); other names go through ``get_protocol`` (aliases, .json/.toml).
     """
-    if isinstance(protocols, (str, Protocol)) or len(protocols) == 0:
+    if isinstance(protocols, str) or hasattr(protocols, "num_points") or len(protocols) == 0:
         raise ValueError(f"protocols must be a non-empty sequence of names or Protocol objects, got {protocols!r}")
     given = dict(num_points or {})
     out: dict[str, int] = {}
     for p in protocols:
-        if isinstance(p, str) and p in given:
+        if not isinstance(p, str):
+            if not (isinstance(getattr(p, "name", None), str) and hasattr(p, "num_points")):
+                raise ValueError(f"a protocol must be a name or have .name and .num_points, got {p!r}")
+            name, count = p.name, int(p.num_points)
+        elif p in given:
             name, count = p, int(given[p])
             try:
-                known = get_protocol(p)
+                known = _lookup(p)
             except ValueError:
                 known = None
             if known is not None and known.name == p and known.num_points != count:
                 raise ValueError(f"num_points[{p!r}] = {count} contradicts protocol {p!r} with {known.num_points} points")
         else:
-            proto = get_protocol(p)
+            proto = _lookup(p)
             name, count = proto.name, proto.num_points
         if name in out:
             raise ValueError(f"protocol {name!r} given twice in {list(protocols)!r}")
@@ -186,7 +197,7 @@ MODELS: dict[str, Callable[[BuildSpec], tuple[nn.Module, nn.ModuleDict]]] = {
 
 def create_model(
     arch: str,
-    protocols: Sequence[str | Protocol],
+    protocols: Sequence[Any],
     *,
     norm: str = "bn",
     norm_kwargs: Mapping[str, Any] | None = None,

@@ -188,3 +188,12 @@ def test_invalid_arguments(arch, kwargs, match):
 def test_duplicate_protocols_rejected():
     with pytest.raises(ValueError, match="twice"):
         create_model("vanilla", ["cofw", "cofw29"], width=1 / 64, input_size=64)
+
+
+def test_importing_models_does_not_load_the_data_stack():
+    import subprocess
+    import sys
+
+    code = "import sys, sepbn.models; print(sorted(m for m in ('cv2', 'sepbn.data') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "[]"
