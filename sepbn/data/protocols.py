@@ -218,7 +218,8 @@ def _names_from_groups(L: int, groups: Mapping[str, Sequence[int]]) -> tuple[str
     names = [f"p{i}" for i in range(L)]
     for g, idx in groups.items():
         for j, i in enumerate(idx):
-            names[i] = f"{g}_{j}" if len(idx) > 1 else g
+            if 0 <= i < L:  # out-of-range indices are reported by Protocol's validation
+                names[i] = f"{g}_{j}" if len(idx) > 1 else g
     return tuple(names)
 
 
