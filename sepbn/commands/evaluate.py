@@ -1,0 +1,112 @@
+"""``sepbn eval --checkpoint CKPT --data FMT:SOURCE [...] [--json FILE] [--ced FILE]``.
+
+Prints a table (NME, FR@8/10%, AUC@8/10% with the normaliser named; WFLW subsets and
+per-sub-domain NME when the data has them) and optionally writes the same numbers as JSON.
+``--data`` takes ``FMT:SOURCE`` (e.g. ``wflw:WFLW/list_98pt_rect_attr_test.txt``); ``--split``,
+``--images``, ``--box-scale`` and ``--protocol`` apply to every ``--data``. ``--config`` instead
+evaluates the ``[[data.val]]`` datasets of an experiment config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="training checkpoint (.pt) or weights folder")
+    parser.add_argument("--data", action="append", default=[], metavar="FMT:SOURCE",
+                        help="annotations to evaluate on (repeatable)")
+    parser.add_argument("--config", default=None, help="evaluate the [[data.val]] datasets of this config")
+    parser.add_argument("--split", default=None, help="split of the format (e.g. 300-W common)")
+    parser.add_argument("--images", default=None, help="image root of the annotation file")
+    parser.add_argument("--protocol", default=None, help="protocol of the data (default: the checkpoint's head)")
+    parser.add_argument("--box-scale", type=float, default=None, help="crop enlargement (default: training's)")
+    parser.add_argument("--normalizer", default=None, help="NME normaliser name (default: the paper's)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", default=None, help="write the results to this JSON file")
+    parser.add_argument("--ced", default=None, help="write the CED plot (PNG) to this file")
+
+
+def _entries(args, meta):
+    from ..config import DatasetConfig, load_config
+
+    heads = list(meta["model_args"]["protocols"])
+    train_cfg = meta.get("config") or {}
+    trained = {d["protocol"]: d for d in train_cfg.get("data", {}).get("train", [])}
+    if args.config:
+        cfg = load_config(args.config)
+        return cfg.data, list(cfg.data.val)
+    from ..config import DataConfig
+
+    out = []
+    for spec in args.data:
+        fmt, sep, source = spec.partition(":")
+        if not sep or not source:
+            raise ValueError(f"--data expects FMT:SOURCE, got {spec!r}")
+        protocol = args.protocol or (heads[0] if len(heads) == 1 else None)
+        if protocol is None:
+            raise ValueError(f"the checkpoint has heads {heads}; choose one with --protocol")
+        box_scale = args.box_scale if args.box_scale is not None else trained.get(protocol, {}).get("box_scale")
+        out.append(DatasetConfig(fmt=fmt, source=source, protocol=protocol, split=args.split,
+                                 images=args.images, box_scale=box_scale))
+    return DataConfig(), out
+
+
+def format_results(results: list[dict]) -> str:
+    """A readable table: one row per dataset, then subsets and domains."""
+    lines = []
+    head = f"{'dataset':<24}{'faces':>7}{'NME %':>9}{'FR@8 %':>9}{'FR@10 %':>9}{'AUC@8':>8}{'AUC@10':>8}  normaliser"
+    lines.append(head)
+    for s in results:
+        lines.append(_row(s["dataset"], s) + f"  {s['normalizer']}")
+        for group in ("subsets", "domains"):
+            for k, v in s.get(group, {}).items():
+                if group == "subsets" and k == "test":
+                    continue
+                lines.append(_row(f"  {group[:-1] if group == 'domains' else 'subset'} {k}", v))
+    return "\n".join(lines)
+
+
+def _row(name: str, s: dict) -> str:
+    fr8 = s.get("fr@8", float("nan"))
+    fr10 = s.get("fr@10", s.get("fr", float("nan")))
+    auc8 = s.get("auc@8", float("nan"))
+    auc10 = s.get("auc@10", s.get("auc", float("nan")))
+    return (f"{name:<24}{s['faces']:>7}{100 * s['nme']:>9.2f}{100 * fr8:>9.2f}{100 * fr10:>9.2f}"
+            f"{100 * auc8:>8.2f}{100 * auc10:>8.2f}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..evaluation.evaluate import evaluate
+    from ..train.checkpoint import load_model
+    from ..train.data import build_datasets, dataset_names
+    from ..train.loop import resolve_device
+
+    try:
+        model, meta = load_model(args.checkpoint)
+        data_cfg, entries = _entries(args, meta)
+        if not entries:
+            print("sepbn eval: give --data FMT:SOURCE or --config with [[data.val]]", file=sys.stderr)
+            return 2
+        device = resolve_device(args.device)
+        model.to(device)
+        size = int(meta["model_args"].get("input_size", 128))
+        datasets = build_datasets(data_cfg, entries, train=False, image_size=size)
+        results = []
+        for name, (key, ds) in zip(dataset_names(entries), datasets.items()):
+            ced = args.ced if args.ced and len(datasets) == 1 else (f"{args.ced}.{name}.png" if args.ced else None)
+            res = evaluate(model, ds, normalizer=args.normalizer, batch_size=args.batch_size, device=device,
+                           ced_path=ced, name=name)
+            results.append(res.summary)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"sepbn eval: {e}", file=sys.stderr)
+        return 1
+    print(format_results(results))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"checkpoint": str(args.checkpoint), "results": results}, f, indent=2)
+        print(f"results written to {args.json}")
+    return 0
