@@ -116,6 +116,9 @@ class LandmarkDataset:
             cache = ensure_cache(self.records, cache)
         if cache is not None and not cache.matches(self.records):
             raise ValueError(f"{cache!r} was not built from these records; rebuild it (sepbn cache)")
+        if cache is not None and self.box_scale > cache.margin:
+            raise ValueError(f"box_scale {self.box_scale} exceeds the cache margin {cache.margin}: "
+                             "the crop would leave the cached region; build the cache with a larger margin")
         self.cache = cache
         self.seed = int(seed)
         self.epoch = 0

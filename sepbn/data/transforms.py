@@ -85,7 +85,8 @@ class AugmentConfig:
     [-25, 25] degrees, each box corner moved by up to 15% of the box size, horizontal flip with
     probability 0.5. The paper gives no shear range: ``shear=0.3`` (x' = x + k y, k uniform in
     [-0.3, 0.3]) is the value of the authors' public code. ``scale`` (zoom of the face in the
-    crop, uniform in the range) is off because the corner jitter already varies the scale.
+    crop, uniform in the range; > 1 enlarges the face) is off because the corner jitter
+    already varies the scale.
     Photometric jitter, blur and occlusion are off by default (the paper uses geometric
     augmentation only).
     """
@@ -196,6 +197,10 @@ def crop_matrix(box, size: int, box_scale: float = 1.0) -> np.ndarray:
 
     The box is made square around its centre (side ``max(w, h) * box_scale``) and its outer
     edges are mapped onto the crop's outer pixel edges.
+
+    >>> m = crop_matrix((10, 20, 50, 40), 8)  # square: centre (30, 30), side 40
+    >>> encode_points(apply_affine(m, np.array([[10.0, 10.0], [30.0, 30.0]])), 8).tolist()
+    [[-1.0, -1.0], [0.0, 0.0]]
     """
     cx, cy, side = square_box(box, box_scale)
     return _box_to_crop(cx, cy, side, size, np.eye(2))

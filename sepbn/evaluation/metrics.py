@@ -61,6 +61,12 @@ def nme(
 
     ``normalizer`` is a name of the protocol's normalisers (default: its paper choice) or a
     :class:`Normalizer`; box normalisers need ``boxes`` (N, 4) as (x_min, y_min, x_max, y_max).
+
+    >>> gt = np.array([[0, 0], [10, 0], [5, 5], [2, 8], [8, 8]], float)  # eye centres 10 px apart
+    >>> nme(gt + [3, 4], gt, "5pt").tolist()  # 5 px off everywhere
+    [0.5]
+    >>> nme(gt + [3, 4], gt, "5pt", boxes=[[0, 0, 30, 40]], normalizer="box-diag").tolist()
+    [0.1]
     """
     p = get_protocol(protocol)
     pred = np.asarray(pred, dtype=np.float64)

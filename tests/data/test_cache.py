@@ -126,3 +126,10 @@ def test_cache_command(tmp_path, monkeypatch, capsys):
     assert "2 faces, 32 px" in capsys.readouterr().out
     assert command.run(args) == 0
     assert "up to date" in capsys.readouterr().out
+
+
+def test_box_scale_beyond_the_cache_margin_raises(tmp_path):
+    recs = _records(tmp_path, n=1)
+    cache = build_cache(recs, tmp_path / "c", size=32, margin=1.5)
+    with pytest.raises(ValueError, match="exceeds the cache margin 1.5"):
+        LandmarkDataset(recs, "5pt", box_scale=2.0, cache=cache)
