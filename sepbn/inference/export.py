@@ -19,6 +19,7 @@ are static slices followed by a max. TorchScript: ``torch.jit.trace`` of the sam
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal, Sequence
@@ -128,7 +129,8 @@ def export_torchscript(module: nn.Module, path: str | Path, input_size: int) -> 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     module = module.eval()
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, still asked for
         traced = torch.jit.trace(module, _example(input_size), check_trace=False)
     traced.save(str(path))
     return path
@@ -159,7 +161,9 @@ def _run_exported(fmt: Format, path: Path) -> Callable[[torch.Tensor], torch.Ten
 
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         return lambda x: torch.from_numpy(session.run(None, {INPUT_NAME: x.numpy()})[0])
-    loaded = torch.jit.load(str(path), map_location="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        loaded = torch.jit.load(str(path), map_location="cpu")
     return lambda x: loaded(x)
 
 

@@ -1,0 +1,124 @@
+"""`sepbn predict` and `sepbn export` end to end on a tiny checkpoint."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from sepbn.cli import main
+
+
+def _image(path, seed, size=(48, 64)):
+    rng = np.random.default_rng(seed)
+    cv2.imwrite(str(path), rng.integers(0, 255, (*size, 3), dtype=np.uint8))
+
+
+@pytest.fixture
+def folder(tmp_path):
+    d = tmp_path / "photos"
+    (d / "sub").mkdir(parents=True)
+    _image(d / "a.png", 0)
+    _image(d / "sub" / "b.jpg", 1, (40, 40))
+    (d / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (d / "notes.txt").write_text("not an image")
+    return d
+
+
+def test_predict_folder_with_a_corrupt_image(checkpoint, folder, tmp_path, capsys):
+    jsonl, out = tmp_path / "pred.jsonl", tmp_path / "drawn"
+    code = main(["predict", "--checkpoint", str(checkpoint), "--protocol", "5pt", "--detector", "full",
+                 "--recursive", "--jsonl", str(jsonl), "--out", str(out), "--no-progress", str(folder)])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "processed 2 image(s)" in captured.out and "1 unreadable" in captured.out
+    assert "broken.jpg" in captured.err
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert sorted(r["file"].split("/")[-1] for r in rows) == ["a.png", "b.jpg"]
+    for r in rows:
+        assert r["status"] == "ok" and r["protocol"] == "5pt" and r["point_names"][0] == "left_eye"
+        (face,) = r["faces"]
+        assert np.asarray(face["landmarks"]).shape == (5, 2)
+        assert face["box"] == [0.0, 0.0, r["width"] - 1.0, r["height"] - 1.0]
+    assert (out / "a.png").is_file() and (out / "sub" / "b.jpg").is_file()
+    assert not (out / "broken.jpg").exists()
+
+
+def test_predict_with_boxes_file_and_images_without_boxes(checkpoint, folder, tmp_path, capsys):
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"a.png": [[5, 5, 30, 30], [30, 10, 60, 40]], "b.jpg": []}))
+    jsonl = tmp_path / "p.jsonl"
+    code = main(["predict", "--checkpoint", str(checkpoint), "--protocol", "300w68", "--boxes", str(boxes),
+                 "--detector", "full", "--jsonl", str(jsonl), "--no-progress",
+                 str(folder / "a.png"), str(folder / "sub" / "b.jpg"), str(folder / "missing.png")])
+    assert code == 0
+    rows = {r["file"].split("/")[-1]: r for r in map(json.loads, jsonl.read_text().splitlines())}
+    assert [f["box"] for f in rows["a.png"]["faces"]] == [[5, 5, 30, 30], [30, 10, 60, 40]]
+    assert rows["b.jpg"]["status"] == "no_face" and rows["b.jpg"]["faces"] == []
+    out = capsys.readouterr().out
+    assert "1 without a face" in out and "1 unreadable" in out
+
+
+def test_predict_video(checkpoint, tmp_path):
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (64, 48))
+    assert writer.isOpened()
+    for k in range(4):
+        writer.write(np.full((48, 64, 3), 40 * k, np.uint8))
+    writer.release()
+    jsonl, out = tmp_path / "v.jsonl", tmp_path / "out"
+    code = main(["predict", "--checkpoint", str(checkpoint), "--protocol", "5pt", "--detector", "full",
+                 "--jsonl", str(jsonl), "--out", str(out), "--frame-step", "2", "--no-progress", str(video)])
+    assert code == 0
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [r["frame"] for r in rows] == [0, 2]
+    drawn = list(out.glob("clip.*"))
+    assert len(drawn) == 1
+    cap = cv2.VideoCapture(str(drawn[0]))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 2
+    cap.release()
+
+
+def test_predict_reports_unusable_checkpoint_or_protocol(checkpoint, folder, tmp_path, capsys):
+    assert main(["predict", "--checkpoint", str(checkpoint), "--protocol", "cofw", "--detector", "full",
+                 str(folder)]) == 2
+    assert "['300w68', '5pt']" in capsys.readouterr().err
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(checkpoint.read_bytes()[:1000])
+    assert main(["predict", "--checkpoint", str(bad), "--detector", "full", str(folder)]) == 2
+    assert "truncated or corrupt" in capsys.readouterr().err
+
+
+def test_every_input_failing_exits_1(checkpoint, tmp_path):
+    (tmp_path / "x.png").write_bytes(b"garbage")
+    assert main(["predict", "--checkpoint", str(checkpoint), "--protocol", "5pt", "--detector", "full",
+                 "--no-progress", str(tmp_path / "x.png")]) == 1
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_command_prints_parity(checkpoint, tmp_path, capsys, fmt):
+    out = tmp_path / f"m.{fmt}"
+    assert main(["export", "--checkpoint", str(checkpoint), "--format", fmt, "--out", str(out),
+                 "--protocol", "5pt"]) == 0
+    text = capsys.readouterr().out
+    assert f"parity {fmt} vs eager: batch 1:" in text and "OK" in text
+    info = json.loads((tmp_path / f"m.{fmt}.json").read_text())
+    assert info["crop"]["input_size"] == 64 and info["point_names"][2] == "nose_tip"
+    assert out.is_file()
+
+
+def test_export_command_protocol_mismatch(checkpoint, tmp_path, capsys):
+    assert main(["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--out", str(tmp_path / "m.onnx"),
+                 "--protocol", "aflw19"]) == 2
+    assert "has no protocol 'aflw19'; it has ['300w68', '5pt']" in capsys.readouterr().err
+
+
+def test_default_haar_detector_works_or_explains(checkpoint, folder, capsys):
+    code = main(["predict", "--checkpoint", str(checkpoint), "--protocol", "5pt", "--no-progress", str(folder)])
+    if hasattr(cv2, "CascadeClassifier"):
+        assert code in (0, 2)
+        assert code == 0 or "haarcascade" in capsys.readouterr().err
+    else:
+        assert code == 2
+        err = capsys.readouterr().err
+        assert "CascadeClassifier" in err and "--detector yunet" in err
