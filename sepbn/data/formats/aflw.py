@@ -23,7 +23,7 @@ import numpy as np
 
 from ..protocols import AFLW19
 from ..records import FaceRecord
-from .common import check_values, relative_image, require_protocol, resolve_image
+from .common import check_values, image_root, relative_image, require_protocol, resolve_image
 from .errors import FormatError, Issues
 from .matfile import as_rows, load_mat, save_mat
 
@@ -74,7 +74,7 @@ def read_aflw(
     if split == "frontal":
         rows = rows[(mask[rows] == 1).all(axis=1)]
         log.info("AFLW-Frontal: %d faces (test faces with all %d points visible)", len(rows), L)
-    root = Path(images) if images is not None else path.parent
+    root = image_root(images, path.parent)
     records = []
     for i in rows:
         where = f"{path}#{i}"
@@ -102,7 +102,7 @@ def write_aflw(
     """Write an ``AFLWinfo_release.mat``-style file (v5 or v7.3). ``ra`` (1-based) defaults
     to file order; image paths are relative to ``images`` (default: dest's folder)."""
     dest = Path(dest)
-    root = Path(images) if images is not None else dest.parent
+    root = image_root(images, dest.parent)
     require_protocol(records, AFLW19.name, "AFLW")
     n = len(records)
     data, bbox, mask = np.zeros((n, 2 * L)), np.zeros((n, 4)), np.ones((n, L))

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..protocols import Protocol, get_protocol
 from ..records import FaceRecord, ImageReadError
-from .common import check_values, relative_image, resolve_image
+from .common import check_values, image_root, json_default, one_file_root, relative_image, resolve_image
 from .errors import FormatError, Issues
 
 __all__ = ["read_coco", "write_coco"]
@@ -47,11 +47,8 @@ def read_coco(
     source: Path, *, images: Path | None, split: str | None, issues: Issues, protocol: str | Protocol | None = None,
 ) -> list[FaceRecord]:
     """Read a COCO keypoints file; ``file_name`` relative to ``images`` (default: its folder)."""
-    if split is not None:
-        raise ValueError(f"a COCO file is one split; got split={split!r}")
-    path = Path(source)
+    path, root = one_file_root(source, images, split, "a COCO file")
     obj = _load(path)
-    root = Path(images) if images is not None else path.parent
     files = {im.get("id"): im.get("file_name") for im in obj["images"] if isinstance(im, dict)}
     cats = {c.get("id"): c for c in obj["categories"] if isinstance(c, dict)}
     records = []
@@ -104,7 +101,7 @@ def write_coco(records: Sequence[FaceRecord], dest: Path, *, images: Path | None
     ``"protocol"``), one image entry per distinct image (size read from the image when it
     can be), ``attributes`` kept per annotation."""
     dest = Path(dest)
-    root = Path(images) if images is not None else dest.parent
+    root = image_root(images, dest.parent)
     cats, imgs, anns = {}, {}, []
     for i, r in enumerate(records):
         proto = get_protocol(r.protocol)
@@ -132,10 +129,5 @@ def write_coco(records: Sequence[FaceRecord], dest: Path, *, images: Path | None
         anns.append(ann)
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps({"images": list(imgs.values()), "annotations": anns,
-                                "categories": list(cats.values())}, default=_np_json), encoding="utf-8")
+                                "categories": list(cats.values())}, default=json_default), encoding="utf-8")
 
-
-def _np_json(o):
-    if isinstance(o, (np.generic, np.ndarray)):
-        return o.tolist()
-    raise TypeError(f"attribute value {o!r} is not JSON-able")

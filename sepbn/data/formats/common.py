@@ -33,6 +33,9 @@ __all__ = [
     "check_values",
     "require_protocol",
     "write_lines",
+    "one_file_root",
+    "image_root",
+    "json_default",
 ]
 
 
@@ -187,3 +190,24 @@ def check_values(
         j = int(bad[0])
         text = shown(j) if shown is not None else repr(float(v[j]))
         raise FormatError(where, f"{text} is not {expected if binary else 'finite'}", field_of(j))
+
+
+def one_file_root(source: Path, images: Path | None, split: str | None, what: str) -> tuple[Path, Path]:
+    """For formats that hold one split per file: refuse ``split``; return the file and the
+    image root (``images``, else the file's folder)."""
+    if split is not None:
+        raise ValueError(f"{what} is one split per file; got split={split!r}")
+    source = Path(source)
+    return source, image_root(images, source.parent)
+
+
+def image_root(images: Path | None, default: Path) -> Path:
+    """The folder image paths are relative to: ``images`` if given, else ``default``."""
+    return Path(images) if images is not None else Path(default)
+
+
+def json_default(o: object) -> object:
+    """``json.dumps`` hook: numpy scalars and arrays in attributes become plain values."""
+    if isinstance(o, (np.generic, np.ndarray)):
+        return o.tolist()
+    raise TypeError(f"attribute value {o!r} of type {type(o).__name__} is not JSON-able")

@@ -27,7 +27,10 @@ import numpy as np
 
 from ..protocols import Protocol, get_protocol
 from ..records import FaceRecord
-from .common import check_values, fmt_num, parse_floats, read_lines, relative_image, resolve_image, write_lines
+from .common import (
+    check_values, fmt_num, image_root, json_default, one_file_root, parse_floats, read_lines, relative_image, resolve_image,
+    write_lines,
+)
 from .errors import FormatError, Issues
 
 __all__ = ["read_csv", "write_csv", "read_jsonl", "write_jsonl"]
@@ -61,10 +64,7 @@ def read_csv(
     source: Path, *, images: Path | None, split: str | None, issues: Issues, protocol: str | Protocol | None = None,
 ) -> list[FaceRecord]:
     """Read the generic CSV (see the module docstring)."""
-    if split is not None:
-        raise ValueError(f"generic files are one split per file; got split={split!r}")
-    source = Path(source)
-    root = Path(images) if images is not None else source.parent
+    source, root = one_file_root(source, images, split, "a generic CSV")
     lines = read_lines(source)
     rows = list(csv.reader([t for _, t in lines]))
     header = [h.strip() for h in rows[0]]
@@ -111,7 +111,7 @@ def write_csv(records: Sequence[FaceRecord], dest: Path, *, images: Path | None 
     """Write the generic CSV; one protocol per file (its name in a ``protocol`` column);
     attribute keys become extra columns (empty where a face lacks one)."""
     dest = Path(dest)
-    root = Path(images) if images is not None else dest.parent
+    root = image_root(images, dest.parent)
     n_pts = {np.asarray(r.landmarks).shape[0] for r in records}
     if len(n_pts) > 1:
         raise ValueError(f"{dest}: a CSV holds one point count per file, got {sorted(n_pts)}")
@@ -151,10 +151,7 @@ def read_jsonl(
     source: Path, *, images: Path | None, split: str | None, issues: Issues, protocol: str | Protocol | None = None,
 ) -> list[FaceRecord]:
     """Read the generic JSON-lines file (see the module docstring)."""
-    if split is not None:
-        raise ValueError(f"generic files are one split per file; got split={split!r}")
-    source = Path(source)
-    root = Path(images) if images is not None else source.parent
+    source, root = one_file_root(source, images, split, "a JSON-lines file")
     records = []
     for lineno, line in read_lines(source):
         where = f"{source}:{lineno}"
@@ -198,7 +195,7 @@ def read_jsonl(
 def write_jsonl(records: Sequence[FaceRecord], dest: Path, *, images: Path | None = None) -> None:
     """Write the generic JSON-lines file (protocols may differ per line)."""
     dest = Path(dest)
-    root = Path(images) if images is not None else dest.parent
+    root = image_root(images, dest.parent)
     lines = []
     for i, r in enumerate(records):
         obj = {
@@ -211,13 +208,6 @@ def write_jsonl(records: Sequence[FaceRecord], dest: Path, *, images: Path | Non
             obj["visible"] = [bool(v) for v in r.visible]
         if r.attributes:
             obj["attributes"] = r.attributes
-        lines.append(json.dumps(obj, default=_json_default))
+        lines.append(json.dumps(obj, default=json_default))
     write_lines(dest, lines)
 
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"attribute value {o!r} of type {type(o).__name__} is not JSON-able")

@@ -22,7 +22,8 @@ import numpy as np
 from ..protocols import FIVE_POINT
 from ..records import FaceRecord
 from .common import (
-    enlarged_box, fmt_num, parse_floats, read_lines, relative_image, require_protocol, resolve_image, write_lines,
+    enlarged_box, fmt_num, image_root, parse_floats, read_lines, relative_image, require_protocol, resolve_image,
+    write_lines,
 )
 from .errors import FormatError, Issues
 
@@ -45,7 +46,7 @@ def read_mtfl(
         source = source / MTFL_FILES[split]
     if box_scale <= 0:
         raise ValueError(f"box_scale must be > 0, got {box_scale}")
-    root = Path(images) if images is not None else source.parent
+    root = image_root(images, source.parent)
     records = []
     for lineno, line in read_lines(source):
         where = f"{source}:{lineno}"
@@ -73,7 +74,7 @@ def write_mtfl(records: Sequence[FaceRecord], dest: Path, *, images: Path | None
     """Write an MTFL txt as released: backslash paths relative to ``images`` (default:
     dest's folder), CRLF line ends; missing labels are written as 0."""
     dest = Path(dest)
-    root = Path(images) if images is not None else dest.parent
+    root = image_root(images, dest.parent)
     require_protocol(records, FIVE_POINT.name, "MTFL")
     lines = []
     for i, r in enumerate(records):

@@ -25,8 +25,8 @@ import numpy as np
 from ..protocols import W300_68, Protocol, get_protocol
 from ..records import FaceRecord
 from .common import (
-    fmt_num, interleaved_names, landmark_box, parse_floats, read_lines, relative_image, require_protocol,
-    resolve_image, write_lines,
+    fmt_num, image_root, interleaved_names, landmark_box, one_file_root, parse_floats, read_lines, relative_image,
+    require_protocol, resolve_image, write_lines,
 )
 from .errors import FormatError, Issues
 
@@ -165,11 +165,8 @@ def read_300w_csv(
     protocol: str | Protocol = W300_68, origin: float = 0.0,
 ) -> list[FaceRecord]:
     """Read an HRNet-style CSV; image names relative to ``images`` (default: the CSV's folder)."""
-    if split is not None:
-        raise ValueError(f"the 300-W CSV is one split per file; got split={split!r}")
+    source, root = one_file_root(source, images, split, "the 300-W CSV")
     proto = get_protocol(protocol)
-    source = Path(source)
-    root = Path(images) if images is not None else source.parent
     n = 4 + 2 * proto.num_points
     names = ["image_name", "scale", "center_w", "center_h"] + interleaved_names(proto.num_points)
     records = []
@@ -201,7 +198,7 @@ def write_300w_csv(
     """Write an HRNet-style CSV: centre = box centre, scale = max(box w, h) / 200 (the
     reader returns that square box)."""
     dest = Path(dest)
-    root = Path(images) if images is not None else dest.parent
+    root = image_root(images, dest.parent)
     if records:
         require_protocol(records, records[0].protocol, "a 300-W CSV")
     L = np.asarray(records[0].landmarks).shape[0] if records else W300_68.num_points

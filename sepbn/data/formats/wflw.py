@@ -16,8 +16,8 @@ import numpy as np
 from ..protocols import WFLW98, WFLW_ATTRIBUTES
 from ..records import FaceRecord
 from .common import (
-    check_values, fmt_num, interleaved_names, parse_floats, read_lines, relative_image, require_protocol, resolve_image,
-    write_lines,
+    check_values, fmt_num, image_root, interleaved_names, parse_floats, read_lines, relative_image,
+    require_protocol, resolve_image, write_lines,
 )
 from .errors import FormatError, Issues
 
@@ -60,7 +60,7 @@ def read_wflw(source: Path, *, images: Path | None, split: str | None, issues: I
     the list file's folder).
     """
     txt = _list_file(Path(source), split)
-    root = Path(images) if images is not None else _default_images(txt)
+    root = image_root(images, _default_images(txt))
     records = []
     for lineno, line in read_lines(txt):
         where = f"{txt}:{lineno}"
@@ -89,7 +89,7 @@ def write_wflw(records: list[FaceRecord], dest: Path, *, images: Path | None = N
     """Write a WFLW list file; image paths relative to ``images`` (default: dest's folder).
     Missing attribute flags are written as 0."""
     dest = Path(dest)
-    root = Path(images) if images is not None else dest.parent
+    root = image_root(images, dest.parent)
     require_protocol(records, WFLW98.name, "a WFLW list")
     lines = []
     for i, r in enumerate(records):

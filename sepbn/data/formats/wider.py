@@ -21,7 +21,10 @@ import numpy as np
 
 from ..protocols import FIVE_POINT
 from ..records import FaceRecord
-from .common import check_values, fmt_num, parse_floats, read_lines, relative_image, require_protocol, resolve_image, write_lines
+from .common import (
+    check_values, fmt_num, image_root, parse_floats, read_lines, relative_image, require_protocol, resolve_image,
+    write_lines,
+)
 from .errors import FormatError, Issues
 
 __all__ = ["read_wider5", "write_wider5"]
@@ -75,7 +78,7 @@ def write_wider5(records: Sequence[FaceRecord], dest: Path, *, images: Path | No
     """Write a RetinaFace ``label.txt``: faces grouped under their image's ``#`` line in
     first-seen order; paths relative to ``images`` (default: ``<dest folder>/images``)."""
     dest = Path(dest)
-    root = Path(images) if images is not None else dest.parent / "images"
+    root = image_root(images, dest.parent / "images")
     require_protocol(records, FIVE_POINT.name, "WIDER label.txt")
     groups: dict[str, list[FaceRecord]] = {}
     for i, r in enumerate(records):
