@@ -129,16 +129,16 @@ def plot_ced(
     The legend gives each curve's mean NME and AUC in percent; pass the normaliser
     (:func:`normalizer_label`) as ``xlabel``.
     """
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
+    fig = Figure(figsize=(5, 4), dpi=120)  # Agg canvas, no pyplot: the caller's backend is left alone
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     for name, errors in curves.items():
         x, y = ced(errors, threshold)
         e = _errors(errors)
-        ax.plot(100 * x, y, label=f"{name}: NME {100 * e.mean():.2f}%, AUC {100 * auc(e, threshold):.2f}")
+        ax.plot(100 * x, y, label=f"{name}: NME {100 * e.mean():.2f}%, AUC@{100 * threshold:g}% {100 * auc(e, threshold):.2f}")
     ax.set_xlim(0, 100 * threshold)
     ax.set_ylim(0, 1)
     ax.set_xlabel(f"{xlabel} (%)")
@@ -150,7 +150,6 @@ def plot_ced(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 
