@@ -21,7 +21,9 @@ import numpy as np
 
 from ..protocols import Protocol, get_protocol
 from ..records import FaceRecord, ImageReadError
-from .common import check_values, image_root, json_default, one_file_root, relative_image, resolve_image
+from .common import (
+    check_values, image_root, json_default, one_file_root, relative_image, resolve_image, xywh_to_box,
+)
 from .errors import FormatError, Issues
 
 __all__ = ["read_coco", "write_coco"]
@@ -89,7 +91,7 @@ def read_coco(
                 raise FormatError(where, f"{ann.get('image_id')!r} is not an id in 'images'", "image_id")
             x, y, w, h = box
             records.append(FaceRecord(
-                landmarks=arr[:, :2].copy(), box=(x, y, x + w, y + h), protocol=proto.name,
+                landmarks=arr[:, :2].copy(), box=xywh_to_box(x, y, w, h), protocol=proto.name,
                 image_path=resolve_image(root, files[ann["image_id"]]), visible=arr[:, 2] == 2,
                 attributes=dict(ann.get("attributes", {})), source=where,
             ))

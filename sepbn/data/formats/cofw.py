@@ -23,7 +23,7 @@ import numpy as np
 
 from ..protocols import COFW29
 from ..records import FaceRecord
-from .common import check_values, require_protocol
+from .common import check_values, require_protocol, xywh_to_box
 from .errors import FormatError, Issues
 from .matfile import as_rows, load_mat, save_mat
 
@@ -89,7 +89,7 @@ def read_cofw(
             x, y, w, h = boxes[i]
             records.append(FaceRecord(
                 landmarks=np.stack([phis[i, :L], phis[i, L:2 * L]], axis=1) - origin,
-                box=(x - origin, y - origin, x - origin + w, y - origin + h), protocol=COFW29.name,
+                box=xywh_to_box(x - origin, y - origin, w, h), protocol=COFW29.name,
                 image_path=None, visible=occ == 0, attributes={"occluded_points": int(occ.sum())},
                 source=where, image=np.ascontiguousarray(img),
             ))

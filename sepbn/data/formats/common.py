@@ -50,7 +50,8 @@ def read_lines(path: Path) -> list[tuple[int, str]]:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise FormatError(str(path), f"not UTF-8 text ({e.reason} at byte {e.start})") from None
-    lines = [(i, t.rstrip("\r\n")) for i, t in enumerate(text.splitlines(), start=1) if t.strip()]
+    # split on "\n" only (not str.splitlines' other separators) so numbers match editors' lines
+    lines = [(i, t.rstrip("\r")) for i, t in enumerate(text.split("\n"), start=1) if t.strip()]
     if not lines:
         raise FormatError(str(path), "file is empty (no faces)")
     return lines

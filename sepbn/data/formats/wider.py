@@ -23,7 +23,7 @@ from ..protocols import FIVE_POINT
 from ..records import FaceRecord
 from .common import (
     check_values, fmt_num, image_root, parse_floats, read_lines, relative_image, require_protocol, resolve_image,
-    write_lines,
+    write_lines, xywh_to_box,
 )
 from .errors import FormatError, Issues
 
@@ -67,7 +67,7 @@ def read_wider5(
             check_values(lm[:, 2], where, lambda k: f"{7 + 3 * k} (flag{k})", binary=True,
                          shown=lambda k: repr(tokens[6 + 3 * k]), expected="0 (visible) or 1 (occluded)")
             records.append(FaceRecord(
-                landmarks=lm[:, :2].copy(), box=(x, y, x + w, y + h), protocol=FIVE_POINT.name,
+                landmarks=lm[:, :2].copy(), box=xywh_to_box(x, y, w, h), protocol=FIVE_POINT.name,
                 image_path=image, visible=lm[:, 2] == 0.0,
                 attributes={"score": float(nums[19]), "face_index": n_in_image - 1}, source=where,
             ))
