@@ -85,7 +85,7 @@ def read_aflw(
                 raise FormatError(where, f"{names[i]!r} is not a path", f"nameList{{{i}}}")
             m = mask[i]
             check_values(m, where, lambda j: f"mask_new[:, {j}]", binary=True)
-            left, right, top, bottom = boxes[i] - origin
+            left, right, top, bottom = (float(v) - origin for v in boxes[i])
             records.append(FaceRecord(
                 landmarks=np.stack([pts[i, :L], pts[i, L:]], axis=1) - origin,
                 box=(left, top, right, bottom), protocol=AFLW19.name,
