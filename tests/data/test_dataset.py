@@ -136,3 +136,15 @@ def test_bad_records_raise(tmp_path):
         LandmarkDataset(recs, "300w68")
     with pytest.raises(ValueError, match="box_scale"):
         LandmarkDataset([], "300w68", box_scale=0)
+
+
+def test_photometric_options_change_pixels_not_geometry(tmp_path):
+    recs = _faces(tmp_path, n=2)
+    plain = LandmarkDataset(recs, "300w68", train=True, image_size=S, seed=9)
+    jitter = AugmentConfig(brightness=0.2, contrast=0.3, saturation=0.3, blur_prob=1.0, occlusion_prob=1.0)
+    photo = LandmarkDataset(recs, "300w68", train=True, image_size=S, seed=9, augment=jitter)
+    for i in range(2):
+        a, b = plain[i], photo[i]
+        np.testing.assert_array_equal(a["matrix"], b["matrix"])  # same draws for the geometry
+        np.testing.assert_array_equal(a["target"], b["target"])
+        assert np.abs(a["image"] - b["image"]).mean() > 0.05
