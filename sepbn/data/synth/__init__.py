@@ -1,0 +1,28 @@
+"""SynthFaces: the embedded synthetic landmark dataset (docs/synth.md).
+
+``generate(out_dir, protocols, num, seed=..., domains=...)`` renders faces and writes them in
+the official annotation formats; ``load_synth(out_dir, protocol, split)`` reads a split back as
+FaceRecords carrying ``attributes["domain"]`` / ``["domain_id"]``. ``synthesize(index, ...)``
+makes one face in memory; ``contact_sheet(...)`` a preview grid.
+"""
+
+from .generate import (
+    DEFAULT_DOMAINS,
+    FORMATS,
+    Domain,
+    SynthFace,
+    generate,
+    load_synth,
+    parse_domains,
+    sample_face,
+    synthesize,
+)
+from .model import PROTOCOL_POINTS, Expression, Pose, Shape, face_points, mirror_pose
+from .preview import contact_sheet
+from .render import OCCLUDERS, Look, render
+
+__all__ = [
+    "DEFAULT_DOMAINS", "FORMATS", "Domain", "SynthFace", "generate", "load_synth", "parse_domains", "sample_face",
+    "synthesize", "PROTOCOL_POINTS", "Expression", "Pose", "Shape", "face_points", "mirror_pose", "contact_sheet",
+    "OCCLUDERS", "Look", "render",
+]
