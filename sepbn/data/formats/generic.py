@@ -28,8 +28,8 @@ import numpy as np
 from ..protocols import Protocol, get_protocol
 from ..records import FaceRecord
 from .common import (
-    check_values, fmt_num, image_root, json_default, one_file_root, parse_floats, read_lines, relative_image, resolve_image,
-    write_lines,
+    check_values, fmt_num, image_root, json_default, one_file_root, parse_floats, read_lines, relative_image,
+    resolve_image, write_lines,
 )
 from .errors import FormatError, Issues
 

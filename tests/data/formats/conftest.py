@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from sepbn.data import FaceRecord, get_protocol
+from sepbn.data import FaceRecord, FormatError, get_protocol, read_records
 
 
 @pytest.fixture
@@ -70,3 +70,15 @@ def assert_same_faces(got, want, *, box: bool = True, visible: bool = True, atol
 def same_faces():
     """The comparison used by every write-then-read test."""
     return assert_same_faces
+
+
+@pytest.fixture
+def read_error():
+    """The FormatError message ``read_records(*args, **kwargs)`` raises (fails if none)."""
+
+    def read(*args, **kwargs) -> str:
+        with pytest.raises(FormatError) as e:
+            read_records(*args, **kwargs)
+        return str(e.value)
+
+    return read

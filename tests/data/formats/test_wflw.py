@@ -50,15 +50,12 @@ def test_images_root_found_next_to_annotations(tmp_path):
         (lambda t: t.pop(5), "206 fields, expected 207"),
     ],
 )
-def test_errors_name_file_line_and_field(tmp_path, edit, field):
+def test_errors_name_file_line_and_field(tmp_path, edit, field, read_error):
     tokens = _line(0).split()
     edit(tokens)
     txt = tmp_path / "list.txt"
     txt.write_text(_line(0) + "\n\n" + " ".join(tokens) + "\n")
-    with pytest.raises(FormatError) as e:
-        read_records("wflw", txt)
-    assert str(e.value).startswith(f"{txt}:3: {field}")
-    assert e.value.source == f"{txt}:3"
+    assert read_error("wflw", txt).startswith(f"{txt}:3: {field}")
 
 
 def test_skip_invalid_reports_and_warns(tmp_path):
