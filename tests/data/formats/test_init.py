@@ -64,3 +64,13 @@ def test_writers_need_image_paths(tmp_path, make_records):
     with pytest.raises(ValueError, match="made#0: record has no image_path"):
         write_records("mtfl", recs, tmp_path / "t.txt")
     assert np.asarray(recs[0].landmarks).shape == (5, 2)
+
+
+def test_importing_the_readers_does_not_load_h5py_or_scipy_io():
+    import subprocess
+    import sys
+
+    code = ("import sys, sepbn.data.formats; "
+            "print(sorted(m for m in ('h5py', 'scipy.io') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
