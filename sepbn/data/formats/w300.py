@@ -2,8 +2,8 @@
 
 ``.pts``: an optional header (``version: 1``, ``n_points: 68``, ``{``), one ``x y`` line per
 point, ``}``. Coordinates are 1-based (MATLAB) and become 0-based here (minus 1); the
-writer adds 1 back. The box is the tight landmark bounding box (300-W's own detector
-boxes are separate files this reader does not take); the dataset's crop enlarges it.
+writer adds 1 back. The box is the tight landmark bounding box unless ``boxes=`` gives one per image
+(300-W's detector boxes come in separate files); the dataset's crop enlarges it.
 Splits by folder under the 300-W root: train = afw + helen/trainset + lfpw/trainset
 (3,148), common = helen/testset + lfpw/testset (554), challenging = ibug (135),
 full = common + challenging (689). A folder, a ``.pts`` file or a list of them also works.
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -115,21 +115,30 @@ def _image_for(pts: Path, rel_root: Path, images: Path | None) -> str:
 def read_300w(
     source, *, images: Path | None, split: str | None, issues: Issues,
     protocol: str | Protocol = W300_68, missing_ok: bool = False,
+    boxes: Mapping[str, Sequence[float]] | None = None,
 ) -> list[FaceRecord]:
     """Read 300-W ``.pts`` files: a 300-W root with ``split=``, a folder, a file or a list.
 
     ``images``: a root that mirrors the folders of the ``.pts`` files (default: the image
     next to each ``.pts``, same name, .jpg/.png). ``missing_ok``: read a split whose
-    folders are partly absent (logged), e.g. a subset of 300-W.
+    folders are partly absent (logged), e.g. a subset of 300-W. ``boxes``: face boxes
+    ``(x_min, y_min, x_max, y_max)`` (0-based) by image file name (e.g. from 300-W's
+    ``bounding_boxes_*.mat``), used instead of the landmark box; a face without one is an error.
     """
     proto = get_protocol(protocol)
     records = []
     for pts_file, rel_root in _pts_files(source, split, missing_ok):
         with issues.record():
             pts = parse_pts(pts_file, proto.num_points) - 1.0  # 1-based -> 0-based
+            image = _image_for(pts_file, rel_root, images)
+            if boxes is None:
+                box = landmark_box(pts)
+            elif Path(image).name in boxes:
+                box = tuple(float(v) for v in boxes[Path(image).name])
+            else:
+                raise FormatError(f"{pts_file}:1", f"no entry for {Path(image).name!r} in boxes=", "box")
             records.append(FaceRecord(
-                landmarks=pts, box=landmark_box(pts), protocol=proto.name,
-                image_path=_image_for(pts_file, rel_root, images), source=f"{pts_file}:1",
+                landmarks=pts, box=box, protocol=proto.name, image_path=image, source=f"{pts_file}:1",
             ))
     return records
 

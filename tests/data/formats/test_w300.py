@@ -45,6 +45,15 @@ def test_one_based_to_zero_based_and_landmark_box(tmp_path, w300_root):
     assert recs[0].source == f"{w300_root / 'ibug' / 'img0.pts'}:1"
 
 
+def test_given_boxes_replace_the_landmark_box(w300_root, read_error):
+    src = [w300_root / "ibug" / "img0.pts", w300_root / "ibug" / "img1.pts"]
+    boxes = {"img0.png": (1, 2, 20, 25), "img1.png": (0, 0, 10, 10)}
+    recs = read_records("300w", src, boxes=boxes)
+    assert [r.box for r in recs] == [(1.0, 2.0, 20.0, 25.0), (0.0, 0.0, 10.0, 10.0)]
+    message = read_error("300w", src, boxes={"img0.png": (1, 2, 20, 25)})
+    assert message == f"{src[1]}:1: field box: no entry for 'img1.png' in boxes="
+
+
 def test_header_is_optional(tmp_path):
     pts = _points(3)
     (tmp_path / "a.pts").write_text(_pts_text(pts, header=True))
