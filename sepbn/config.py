@@ -30,6 +30,7 @@ __all__ = [
     "OptimConfig",
     "ScheduleConfig",
     "TrainConfig",
+    "DistConfig",
     "Config",
     "ConfigError",
     "load_config",
@@ -104,6 +105,12 @@ class OptimConfig:
     # CNT stage 2: a fixed learning rate for the shared backbone (paper: 1e-7); None = scheduled.
     backbone_lr: float | None = None
     grad_clip: float | None = None  # max global gradient norm; None = no clipping
+    # Multi-process runs (sepbn.train.distributed): every learning rate above (lr, min_lr, backbone_lr)
+    # is for a batch of lr_reference_batch faces (None = train.batch_size, i.e. one process) and is
+    # multiplied by f(effective / reference) with effective = train.batch_size * world size:
+    # "none" f = 1, "linear" f = ratio (Goyal et al. 2017), "sqrt" f = sqrt(ratio).
+    lr_scaling: str = "none"
+    lr_reference_batch: int | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +145,19 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class DistConfig:
+    """torchrun / DistributedDataParallel settings (``sepbn.train.distributed``; ignored in one process).
+
+    ``train.batch_size`` is per process: the effective batch is ``batch_size * WORLD_SIZE``.
+    """
+
+    backend: str = "auto"  # "auto" (nccl on CUDA, gloo on CPU) | "nccl" | "gloo"
+    timeout_s: float = 1800.0  # collectives (and rank 0's validation + checkpoint wait) fail after this
+    sync_bn: bool = False  # SyncBatchNorm: BN layers and SepBN's inner normalisation only
+    find_unused_parameters: bool | None = None  # None = True when the network has several heads (CNT)
+
+
+@dataclass(frozen=True)
 class Config:
     name: str = "experiment"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -145,6 +165,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -165,6 +186,11 @@ def _validate(c: Config) -> None:
         (c.train.loss in ("l1", "wing"), "train.loss", c.train.loss),
         (c.train.amp in ("none", "bf16", "fp16"), "train.amp", c.train.amp),
         (c.data.workers >= 0, "data.workers", c.data.workers),
+        (c.optim.lr_scaling in ("none", "linear", "sqrt"), "optim.lr_scaling", c.optim.lr_scaling),
+        (c.optim.lr_reference_batch is None or c.optim.lr_reference_batch >= 1, "optim.lr_reference_batch",
+         c.optim.lr_reference_batch),
+        (c.dist.backend in ("auto", "nccl", "gloo"), "dist.backend", c.dist.backend),
+        (c.dist.timeout_s > 0, "dist.timeout_s", c.dist.timeout_s),
         (c.train.log_every >= 1, "train.log_every", c.train.log_every),
     ]
     for ok, key, value in checks:
