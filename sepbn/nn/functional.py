@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["mix_affine", "batch_stats", "update_running_stats", "fold_affine", "apply_affine", "sep_batch_norm"]
+__all__ = ["mix_affine", "batch_stats", "fast_batch_stats", "update_running_stats", "fold_affine", "apply_affine", "sep_batch_norm"]
 
 
 def mix_affine(attention: Tensor, weight: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
@@ -55,9 +55,27 @@ def mix_affine(attention: Tensor, weight: Tensor, bias: Tensor) -> tuple[Tensor,
 
 
 def batch_stats(input: Tensor) -> tuple[Tensor, Tensor]:
-    """Biased batch mean and variance over (N, H, W), as BatchNorm2d normalises with (one read)."""
+    """Biased batch mean and variance over (N, H, W), as BatchNorm2d normalises with (differentiable)."""
     var, mean = torch.var_mean(input, dim=(0, 2, 3), correction=0)
     return mean, var
+
+
+@torch.no_grad()
+def fast_batch_stats(input: Tensor) -> tuple[Tensor, Tensor]:
+    """`batch_stats` without autograd, from per-(n, c) sums and sums of squares (float32 accumulation).
+
+    On CPU this is several times faster than ``var_mean`` over (0, 2, 3). Per-(n, c) moments are combined
+    across n exactly in float64 (var = mean_n var_nc + var_n mean_nc), so cancellation in E[x^2] - E[x]^2 is
+    confined to single feature maps (relative error ~1e-7 * mean^2 / var there).
+    """
+    acc = torch.float64 if input.dtype == torch.float64 else torch.float32
+    hw = input.shape[2] * input.shape[3]
+    mean_nc = input.sum(dim=(2, 3), dtype=acc).double() / hw
+    sq_nc = torch.linalg.vector_norm(input, 2, dim=(2, 3), dtype=acc).double().square() / hw
+    var_nc = (sq_nc - mean_nc.square()).clamp_min(0)
+    mean = mean_nc.mean(0)
+    var = var_nc.mean(0) + (mean_nc - mean).square().mean(0)
+    return mean.to(acc), var.to(acc)
 
 
 @torch.no_grad()
@@ -162,16 +180,19 @@ def sep_batch_norm(
     if input.dim() != 4:
         raise ValueError(f"expected a 4-D input (N, C, H, W), got {input.dim()}-D of shape {tuple(input.shape)}")
     use_batch = training or running_mean is None or running_var is None
+    fused = _use_fused(input, weight, bias, attention)
     stat_dtype = weight.dtype if weight.dtype in (torch.float32, torch.float64) else torch.float32
     if use_batch:
-        mean, var = batch_stats(input.detach() if _use_fused(input, weight, bias, attention) else input)
+        # the fused backward differentiates the statistics itself; plain ops need differentiable ones
+        plain = not fused and (torch.compiler.is_compiling() or (input.requires_grad and torch.is_grad_enabled()))
+        mean, var = batch_stats(input) if plain else fast_batch_stats(input)
         mean, var = mean.to(stat_dtype), var.to(stat_dtype)
         if training and running_mean is not None and running_var is not None:
             update_running_stats(running_mean, running_var, mean, var, input.numel() // input.shape[1], momentum)
     else:
         mean, var = running_mean.to(stat_dtype), running_var.to(stat_dtype)
     gamma_hat, beta_hat = mix_affine(attention, weight.to(stat_dtype), bias.to(stat_dtype))
-    if _use_fused(input, weight, bias, attention):
+    if fused:
         invstd = torch.rsqrt(var + eps)
         return _FoldedAffine.apply(input, gamma_hat, beta_hat, mean, invstd, use_batch)
     scale, shift = fold_affine(gamma_hat, beta_hat, mean, var, eps)

@@ -87,7 +87,7 @@ class MixtureBatchNorm2d(TemperatureMixin, BranchBatchNorm2d):
         eps = self.branches[0].eps
         if states[0][0]:  # batch statistics, shared by all branches
             if any(s[1] is not None for s in states):
-                mean, var = SF.batch_stats(input.detach())
+                mean, var = SF.fast_batch_stats(input)
                 count = input.numel() // input.shape[1]
                 for _, rm, rv, factor in states:
                     if rm is not None and rv is not None:

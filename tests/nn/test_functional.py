@@ -106,3 +106,12 @@ def test_analytic_backward_equals_autograd_of_plain_ops(monkeypatch):
 def test_rejects_non_4d_input():
     with pytest.raises(ValueError, match=r"3-D"):
         SF.sep_batch_norm(torch.randn(2, 4, 5), None, None, torch.ones(1, 4), torch.zeros(1, 4), torch.ones(2, 1, 1))
+
+
+@pytest.mark.parametrize("offset", [0.0, 10.0])
+def test_fast_batch_stats_match_var_mean(offset):
+    x = torch.randn(4, 8, 16, 16) + offset + torch.linspace(-3, 3, 8).view(1, 8, 1, 1)
+    mean, var = SF.fast_batch_stats(x)
+    ref_var, ref_mean = torch.var_mean(x.double(), dim=(0, 2, 3), correction=0)
+    torch.testing.assert_close(mean.double(), ref_mean, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(var.double(), ref_var, atol=1e-5, rtol=1e-4)
