@@ -88,3 +88,14 @@ def test_unknown_key_in_file_names_section(tmp_path):
 def test_string_fields_keep_numeric_looking_text(tmp_path):
     c = load_config(_write(tmp_path, TOML), ["data.train.0.split=1", "name=007"])
     assert c.data.train[0].split == "1" and c.name == "007"
+
+
+def test_every_shipped_config_loads():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    files = sorted(root.rglob("*.toml"))
+    assert len(files) >= 70  # paper rows (Tables II-XI) + demo
+    for f in files:
+        c = load_config(f)
+        assert c.data.train, f

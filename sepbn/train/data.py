@@ -48,12 +48,21 @@ def resolve(root: str | Path, path: str | None) -> str | None:
 
 
 def read_dataset_records(data: DataConfig, d: DatasetConfig) -> list:
-    """The records of one configured dataset (``limit`` applied)."""
+    """The records of one configured dataset (``limit`` applied).
+
+    ``fmt = "synth"`` reads a SynthFaces folder (``sepbn.data.synth.load_synth``: the official
+    reader of the protocol's format plus the sub-domain labels); other formats go to ``read_records``.
+    """
     from ..data.formats import read_records
 
-    records = read_records(
-        d.fmt, resolve(data.root, d.source), images=resolve(data.root, d.images), split=d.split, **d.options
-    )
+    if d.fmt == "synth":
+        from ..data.synth import load_synth
+
+        records = load_synth(resolve(data.root, d.source), d.protocol, split=d.split or "train", **d.options)
+    else:
+        records = read_records(
+            d.fmt, resolve(data.root, d.source), images=resolve(data.root, d.images), split=d.split, **d.options
+        )
     records = list(records)
     if d.limit is not None:
         records = records[: d.limit]

@@ -20,6 +20,7 @@ equal those of an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -106,7 +107,7 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool | str | Path = False
           dist: DistInfo | None = None) -> TrainResult:
     """Train ``cfg`` into ``out_dir``; ``resume=True`` continues from ``out_dir/last.pt`` (or a given path)."""
     from ..models import create_model
-    from ..nn import set_temperature
+    from ..nn import BruteForceSepBN2d, domains, set_temperature
 
     dist = dist or DistInfo()
     out = Path(out_dir)
@@ -142,6 +143,7 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool | str | Path = False
     channels_last = tc.channels_last and device.type == "cuda"
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     optimizer = build_optimizer(model, cfg.optim)
+    brute_force = any(isinstance(m, BruteForceSepBN2d) for m in model.modules())
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.amp) if device.type == "cuda" else None
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     if tc.loss == "wing":
@@ -235,7 +237,9 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool | str | Path = False
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             targets = {p: t.to(device, non_blocking=True) for p, t in batch["target"].items()}
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            # brute-force SepBN routes each face by its domain label (paper III-A); others ignore it
+            routing = domains(batch["domain"]) if brute_force else contextlib.nullcontext()
+            with routing, torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 outputs = net(images, protocols=batch["protocol"])
             losses = branch_losses(outputs, targets, loss_fn)
             loss = sum(losses.values())

@@ -105,3 +105,11 @@ def test_nan_loss_names_step_and_layer(tiny_faces, tmp_path):
         train(cfg, tmp_path / "nan")
     msg = str(e.value)
     assert "step 0" in msg and "backbone.blocks.2.1.running_mean" in msg and "backbone.blocks.2.0 [Conv2d]" in msg
+
+
+def test_brute_force_sepbn_routes_by_domain_label(tiny_faces, tmp_path):
+    res = train(_cfg(tiny_faces, "5pt", extra=["model.norm=bruteforce", "train.max_steps=2"]), tmp_path)
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    counts = [v.item() for k, v in ckpt["model"].items() if k.startswith("backbone.blocks.0.") and
+              k.endswith("num_batches_tracked")]
+    assert len(res.losses) == 2 and sorted(counts) == [0, 2, 2]  # faces of domains 0 and 1; branch 2 unused
