@@ -59,8 +59,9 @@ class Summary:
 
     def lines(self) -> list[str]:
         out = [f"processed {self.images} image(s) and {self.frames} frame(s) of {self.videos} video(s): "
-               f"{self.faces} face(s); {len(self.no_face)} without a face; {len(self.errors)} unreadable"]
-        out += [f"  unreadable: {path}: {why}" for path, why in self.errors]
+               f"{self.faces} face(s); {len(self.no_face)} without a face; {len(self.errors)} failed "
+               "(unreadable or bad input)"]
+        out += [f"  failed: {path}: {why}" for path, why in self.errors]
         return out
 
 
@@ -166,12 +167,28 @@ class Runner:
             scores.append(s)
         if not loaded:
             return
-        results = self.predictor.predict_many([im for _, _, im in loaded], boxes, scores)
+        results = self.predict([im for _, _, im in loaded], boxes, scores)
         for (path, root, img), faces in zip(loaded, results):
+            if isinstance(faces, Exception):
+                self.summary.errors.append((str(path), str(faces)))
+                continue
             self.summary.images += 1
             self.record(str(path), None, img, faces)
             if self.out is not None:
                 self.write_image(self.output_path(path, root), draw_faces(img, faces))
+
+    def predict(self, images: list, boxes: list, scores: list) -> list:
+        """Faces per image, batched; when the batch fails, image by image so only the bad one is lost."""
+        try:
+            return self.predictor.predict_many(images, boxes, scores)
+        except Exception:  # noqa: BLE001 - e.g. a degenerate box in --boxes
+            out: list = []
+            for im, b, s in zip(images, boxes, scores):
+                try:
+                    out += self.predictor.predict_many([im], [b], [s])
+                except Exception as e:  # noqa: BLE001
+                    out.append(e)
+            return out
 
     def write_image(self, dest: Path, rgb: np.ndarray) -> None:
         import cv2
@@ -203,8 +220,11 @@ class Runner:
             nonlocal writer
             if not chunk:
                 return
-            results = self.predictor.predict_many([c[1] for c in chunk], [c[2] for c in chunk], [c[3] for c in chunk])
+            results = self.predict([c[1] for c in chunk], [c[2] for c in chunk], [c[3] for c in chunk])
             for (k, rgb, _, _), faces in zip(chunk, results):
+                if isinstance(faces, Exception):
+                    self.summary.errors.append((f"{path}#{k}", str(faces)))
+                    continue
                 self.record(str(path), k, rgb, faces)
                 if self.out is not None:
                     if writer is None:

@@ -34,6 +34,7 @@ from typing import Protocol as TypingProtocol
 import numpy as np
 
 __all__ = [
+    "BOX_CONVENTIONS",
     "BoxCalibration",
     "Detections",
     "DetectorUnavailable",
@@ -120,12 +121,20 @@ def fit_calibration(detected, reference) -> BoxCalibration:
     return BoxCalibration(scale, float(shift[0]), float(shift[1]))
 
 
-# Stated (not fitted) conversions from each detector's boxes to the two box conventions the
-# readers produce: "official" rectangles (WFLW-like, drawn around the whole face like a detector
-# box) and "landmarks" (the tight box of the annotated points, brows to chin). These are
-# estimates from the detectors' documented behaviour (Haar frontal boxes: square, brows to below
-# the mouth; YuNet: forehead to chin), not measurements; fit your own with ``fit_calibration``
-# on annotated faces and pass it to LandmarkDetector (``--box-scale/--box-shift`` in the CLI).
+# The box each annotation reader returns, by format (docs/data.md, "Which box, how much context"):
+# "official": the dataset's face rectangle, drawn around the face like a detector box;
+# "landmarks": the tight box of the annotated points (brows to chin, no forehead);
+# "square": a square with context made from the annotation (300-W CSV centre/scale, MTFL 2x span).
+BOX_CONVENTIONS: dict[str, str] = {
+    "wflw": "official", "cofw": "official", "aflw": "official", "wider5": "official",
+    "300w": "landmarks", "300w-csv": "square", "mtfl": "square",
+}
+
+# Stated (not fitted) conversions from each detector's boxes to those conventions: estimates from
+# the detectors' documented behaviour (Haar frontal boxes: square, brows to below the mouth;
+# YuNet: forehead to chin), not measurements on this machine (no detector weights offline). A
+# missing pair ("square", "unknown") means the identity. Fit your own with ``fit_calibration`` on
+# annotated faces and pass it to LandmarkDetector (``--box-scale/--box-shift`` in the CLI).
 DETECTOR_CALIBRATION: dict[tuple[str, str], BoxCalibration] = {
     ("haar", "official"): BoxCalibration(1.0, 0.0, 0.0),
     ("haar", "landmarks"): BoxCalibration(1.0, 0.0, 0.08),

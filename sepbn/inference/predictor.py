@@ -14,8 +14,9 @@ detector and converted with a :class:`~sepbn.inference.detector.BoxCalibration`.
 
 The crop settings come from the checkpoint: ``model_args["input_size"]`` is S, and the training
 dataset of the chosen protocol in ``config["data"]["train"]`` gives ``box_scale`` and the box
-convention (its format: official rectangles for WFLW, COFW, AFLW, WIDER FACE; the tight landmark
-box otherwise, as ``sepbn.data.dataset`` states).
+convention (by its format, ``BOX_CONVENTIONS``: official rectangles for WFLW, COFW, AFLW, WIDER
+FACE; the tight landmark box for 300-W ``.pts``; a square with context for the 300-W CSV and MTFL,
+as docs/data.md lists them).
 """
 
 from __future__ import annotations
@@ -40,23 +41,17 @@ from sepbn.data.transforms import (
     warp_image,
 )
 
-from .detector import DETECTOR_CALIBRATION, BoxCalibration, FaceDetector
+from .detector import BOX_CONVENTIONS, DETECTOR_CALIBRATION, BoxCalibration, FaceDetector
 
 __all__ = [
     "CheckpointError",
     "CropSpec",
     "FaceLandmarks",
     "LandmarkDetector",
-    "OFFICIAL_BOX_FORMATS",
     "crop_spec_from_config",
     "load_checkpoint",
     "to_original",
 ]
-
-# Formats whose readers return the dataset's official face rectangle (sepbn.data.dataset docstring);
-# every other format carries the tight box of its landmarks.
-OFFICIAL_BOX_FORMATS = frozenset({"wflw", "cofw", "aflw", "wider5"})
-
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be used: unreadable, truncated, or without the requested protocol."""
@@ -68,15 +63,16 @@ class CropSpec:
 
     input_size: int
     box_scale: float = 1.0
-    box_convention: str = "official"  # "official" | "landmarks"
+    box_convention: str = "official"  # one of BOX_CONVENTIONS' values, or "unknown"
 
     def __post_init__(self) -> None:
         if self.input_size < 8:
             raise ValueError(f"input_size must be >= 8, got {self.input_size}")
         if not self.box_scale > 0:
             raise ValueError(f"box_scale must be > 0, got {self.box_scale}")
-        if self.box_convention not in ("official", "landmarks"):
-            raise ValueError(f"box_convention must be 'official' or 'landmarks', got {self.box_convention!r}")
+        known = sorted(set(BOX_CONVENTIONS.values()) | {"unknown"})
+        if self.box_convention not in known:
+            raise ValueError(f"box_convention must be one of {known}, got {self.box_convention!r}")
 
 
 @dataclass
@@ -123,12 +119,9 @@ def crop_spec_from_config(config: Mapping | None, protocol: str, input_size: int
         if isinstance(ds, Mapping) and _same_protocol(str(ds.get("protocol", "")), protocol):
             fmt = str(ds.get("fmt", "")).lower()
             scale = ds.get("box_scale")
-            return CropSpec(
-                int(input_size),
-                1.0 if scale is None else float(scale),
-                "official" if fmt in OFFICIAL_BOX_FORMATS else "landmarks",
-            )
-    return CropSpec(int(input_size))
+            return CropSpec(int(input_size), 1.0 if scale is None else float(scale),
+                            BOX_CONVENTIONS.get(fmt, "unknown"))
+    return CropSpec(int(input_size), 1.0, "unknown")
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:

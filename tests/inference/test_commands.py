@@ -31,7 +31,7 @@ def test_predict_folder_with_a_corrupt_image(checkpoint, folder, tmp_path, capsy
                  "--recursive", "--jsonl", str(jsonl), "--out", str(out), "--no-progress", str(folder)])
     assert code == 0
     captured = capsys.readouterr()
-    assert "processed 2 image(s)" in captured.out and "1 unreadable" in captured.out
+    assert "processed 2 image(s)" in captured.out and "1 failed" in captured.out
     assert "broken.jpg" in captured.err
     rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert sorted(r["file"].split("/")[-1] for r in rows) == ["a.png", "b.jpg"]
@@ -46,17 +46,20 @@ def test_predict_folder_with_a_corrupt_image(checkpoint, folder, tmp_path, capsy
 
 def test_predict_with_boxes_file_and_images_without_boxes(checkpoint, folder, tmp_path, capsys):
     boxes = tmp_path / "boxes.json"
-    boxes.write_text(json.dumps({"a.png": [[5, 5, 30, 30], [30, 10, 60, 40]], "b.jpg": []}))
+    boxes.write_text(json.dumps({"a.png": [[5, 5, 30, 30], [30, 10, 60, 40]], "b.jpg": [],
+                                 "c.png": [[10, 10, 10, 30]]}))  # c: a degenerate box
+    _image(folder / "c.png", 2)
     jsonl = tmp_path / "p.jsonl"
     code = main(["predict", "--checkpoint", str(checkpoint), "--protocol", "300w68", "--boxes", str(boxes),
                  "--detector", "full", "--jsonl", str(jsonl), "--no-progress",
-                 str(folder / "a.png"), str(folder / "sub" / "b.jpg"), str(folder / "missing.png")])
+                 str(folder / "a.png"), str(folder / "sub" / "b.jpg"), str(folder / "missing.png"),
+                 str(folder / "c.png")])
     assert code == 0
     rows = {r["file"].split("/")[-1]: r for r in map(json.loads, jsonl.read_text().splitlines())}
     assert [f["box"] for f in rows["a.png"]["faces"]] == [[5, 5, 30, 30], [30, 10, 60, 40]]
     assert rows["b.jpg"]["status"] == "no_face" and rows["b.jpg"]["faces"] == []
     out = capsys.readouterr().out
-    assert "1 without a face" in out and "1 unreadable" in out
+    assert "1 without a face" in out and "2 failed" in out and "c.png" not in rows
 
 
 def test_predict_video(checkpoint, tmp_path):

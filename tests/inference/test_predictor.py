@@ -135,7 +135,7 @@ def test_crop_spec_follows_the_training_dataset_of_the_protocol():
                                  {"fmt": "wflw", "protocol": "wflw98", "box_scale": None, "source": "y"}]}}
     assert crop_spec_from_config(config, "300w", 64) == CropSpec(64, 1.3, "landmarks")
     assert crop_spec_from_config(config, "wflw98", 64) == CropSpec(64, 1.0, "official")
-    assert crop_spec_from_config({}, "5pt", 32) == CropSpec(32)
+    assert crop_spec_from_config({}, "5pt", 32) == CropSpec(32, 1.0, "unknown")
 
 
 def test_bad_images_are_rejected_with_their_shape():
