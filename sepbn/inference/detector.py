@@ -127,7 +127,7 @@ def fit_calibration(detected, reference) -> BoxCalibration:
 # "square": a square with context made from the annotation (300-W CSV centre/scale, MTFL 2x span).
 BOX_CONVENTIONS: dict[str, str] = {
     "wflw": "official", "cofw": "official", "aflw": "official", "wider5": "official",
-    "300w": "landmarks", "300w-csv": "square", "mtfl": "square",
+    "300w": "landmarks", "synth": "landmarks", "300w-csv": "square", "mtfl": "square",
 }
 
 # Stated (not fitted) conversions from each detector's boxes to those conventions: estimates from

@@ -125,3 +125,18 @@ def test_default_haar_detector_works_or_explains(checkpoint, folder, capsys):
         assert code == 2
         err = capsys.readouterr().err
         assert "CascadeClassifier" in err and "--detector yunet" in err
+
+
+def test_boxes_file_reads_jsonl_and_our_own_output(tmp_path):
+    from sepbn.commands.predict import read_boxes_file
+
+    path = tmp_path / "b.jsonl"
+    path.write_text(json.dumps({"image": "x.png", "boxes": [[1, 2, 3, 4]]}) + "\n\n"
+                    + json.dumps({"file": "y.png", "faces": [{"box": [5, 6, 7, 8]}, {"box": [0, 0, 9, 9]}]}) + "\n")
+    boxes = read_boxes_file(path)
+    np.testing.assert_allclose(boxes["x.png"], [[1, 2, 3, 4]])
+    assert boxes["y.png"].shape == (2, 4)
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2")
+    with pytest.raises(ValueError, match="bad.json"):
+        read_boxes_file(bad)
