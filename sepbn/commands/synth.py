@@ -36,9 +36,16 @@ def _protocols(values: list[str] | None) -> list[str]:
     return [p.strip() for v in values for p in v.split(",") if p.strip()]
 
 
-def run(args: argparse.Namespace) -> int:
-    import cv2
+def _save_small_png(rgb, path: Path) -> None:
+    """A 256-colour palette PNG (about 150 KB for the default sheet instead of 1 MB): noisy
+    photos compress badly, and the sheet is meant for READMEs."""
+    from PIL import Image
 
+    img = Image.fromarray(rgb).quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    img.save(path, optimize=True)
+
+
+def run(args: argparse.Namespace) -> int:
     from sepbn.data.protocols import get_protocol
     from sepbn.data.synth import DEFAULT_DOMAINS, contact_sheet, generate, parse_domains
 
@@ -70,6 +77,6 @@ def run(args: argparse.Namespace) -> int:
                               size=args.size)
         out.mkdir(parents=True, exist_ok=True)
         path = out / "preview.png"
-        cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+        _save_small_png(sheet, path)
         print(f"contact sheet ({protocols[0]} points; green visible, red hidden): {path}")
     return 0

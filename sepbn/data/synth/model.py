@@ -34,6 +34,7 @@ visible a little past the horizon, as they sit on the silhouette).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -427,12 +428,19 @@ def template(points: PointSet, shape: Shape, expr: Expression) -> tuple[np.ndarr
 
 def rotation(pose: Pose) -> np.ndarray:
     """``Rz(roll) Ry(yaw) Rx(pitch)``; positive yaw turns the nose (0, 0, -1) towards +x."""
-    y, p, r = np.radians([pose.yaw, pose.pitch, pose.roll])
+    return _rotation(float(pose.yaw), float(pose.pitch), float(pose.roll))
+
+
+@lru_cache(maxsize=256)
+def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    y, p, r = np.radians([yaw, pitch, roll])
     cy, sy, cp, sp, cr, sr = np.cos(y), np.sin(y), np.cos(p), np.sin(p), np.cos(r), np.sin(r)
     Ry = np.array([[cy, 0, -sy], [0, 1, 0], [sy, 0, cy]])
     Rx = np.array([[1, 0, 0], [0, cp, sp], [0, -sp, cp]])
     Rz = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
-    return Rz @ Ry @ Rx
+    R = Rz @ Ry @ Rx
+    R.flags.writeable = False  # shared by the cache
+    return R
 
 
 def project(

@@ -150,7 +150,7 @@ def _body(img: np.ndarray, shape: Shape, pose: Pose, look: Look) -> None:
         L = 0.4 + look.long_hair
         hair = [(-1.02, -0.3, 0.25), (1.02, -0.3, 0.25), (1.1, L, 0.45), (-1.1, L, 0.45)]
         _fill(img, _project(shape, pose, size, np.array(hair) * [shape.width, 1, 1]), _scaled(look.hair, 0.8))
-    neck = [(-0.34, 0.4, 0.2), (0.34, 0.4, 0.2), (0.38, 2.0, 0.3), (-0.38, 2.0, 0.3)]
+    neck = [(-0.42, 0.3, 0.15), (0.42, 0.3, 0.15), (0.46, 1.9, 0.3), (-0.46, 1.9, 0.3)]
     _fill(img, _project(shape, pose, size, np.array(neck) * [k, 1, 1]), _scaled(look.skin, 0.62))
 
 
@@ -210,7 +210,7 @@ def _head(img: np.ndarray, shape: Shape, pose: Pose, look: Look) -> "_Shading":
     hair_hull = _hair_outline(shape, pose, look, (H, W), uv, facing)
     if hair_hull is not None:  # hair volume: the outline a little larger, behind the head
         c = quads.reshape(-1, 2).mean(0)
-        _fill(img, c + (hair_hull - c) * 1.06, _scaled(look.hair, 0.7))
+        _fill(img, c + (hair_hull - c) * 1.1, _scaled(look.hair, 0.7))
 
     # the face region only (a box around the projected quads)
     x0, y0 = np.floor(quads.reshape(-1, 2).min(0)).astype(int) - 2
