@@ -64,3 +64,17 @@ def test_resume_flag_and_bad_override(tiny_faces, tmp_path, capsys):
     assert load_checkpoint(run / "last.pt")["step"] == 4
     assert main(["train", str(cfg), "--set", "optim.lrr=1"]) == 2
     assert "unknown key 'lrr'" in capsys.readouterr().err
+
+
+def test_demo_end_to_end_tiny(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code = main(["demo", "--out", str(out), "--num-target", "40", "--num-extra", "40", "--epochs", "1",
+                 "--set", "model.width=0.0625", "--set", "train.batch_size=8", "--set", "train.progress=false",
+                 "--set", "data.epoch_size=32"])
+    assert code == 0
+    text = capsys.readouterr().out
+    for word in ("BN", "SepBN", "CNT+SepBN", "NME frontal", "CED plot", "overlay"):
+        assert word in text
+    res = json.loads((out / "results.json").read_text())["results"]
+    assert set(res) == {"BN", "SepBN", "CNT+SepBN"} and all(r["faces"] == 8 for r in res.values())
+    assert (out / "ced.png").is_file() and (out / "overlay_cnt_sepbn.png").is_file()
