@@ -31,6 +31,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -152,8 +153,8 @@ def _sample_shape(rng: np.random.Generator) -> Shape:
     nose = _u(rng, 0.36, 0.46)
     return Shape(
         width=_u(rng, 0.6, 0.76), depth=_u(rng, 0.8, 0.95), taper=_u(rng, 0.3, 0.5),
-        chin_forward=_u(rng, 0.1, 0.25), eye_spacing=_u(rng, 0.24, 0.3), eye_width=_u(rng, 0.1, 0.135),
-        eye_height=_u(rng, 0.04, 0.06), brow_height=_u(rng, 0.11, 0.17), brow_thickness=_u(rng, 0.025, 0.045),
+        chin_forward=_u(rng, 0.1, 0.25), eye_spacing=_u(rng, 0.24, 0.3), eye_width=_u(rng, 0.115, 0.145),
+        eye_height=_u(rng, 0.045, 0.065), brow_height=_u(rng, 0.11, 0.17), brow_thickness=_u(rng, 0.03, 0.05),
         brow_arch=_u(rng, 0.01, 0.045), nose_length=nose, nose_protrusion=_u(rng, 0.17, 0.28),
         nose_width=_u(rng, 0.08, 0.12), mouth_y=nose + _u(rng, 0.19, 0.25), mouth_width=_u(rng, 0.15, 0.22),
         lip_upper=_u(rng, 0.035, 0.06), lip_lower=_u(rng, 0.045, 0.07), chin_y=_u(rng, 0.9, 0.95),
@@ -364,6 +365,22 @@ def _write_protocol(out: Path, protocol: str, split_records: dict[str, list[Face
         raise ValueError(f"no SynthFaces writer for protocol {protocol!r}; known: {sorted(FORMATS)}")
 
 
+_OUTPUTS = ("images", *FORMATS, "domains.csv", "synth.json")
+
+
+def _clear_previous(out: Path) -> None:
+    """Remove an earlier SynthFaces run's outputs (only those paths, only where its synth.json
+    says one was made here), so no stale image or .pts file joins the new splits."""
+    if not (out / "synth.json").is_file():
+        return
+    for name in _OUTPUTS:
+        p = out / name
+        if p.is_symlink() or p.is_file():
+            p.unlink()
+        elif p.is_dir():
+            shutil.rmtree(p)
+
+
 def generate(
     out_dir: str | Path,
     protocols: Sequence[str] = tuple(FORMATS),
@@ -378,7 +395,8 @@ def generate(
     """Render ``num`` faces into ``out_dir`` with annotations in every protocol's official format.
 
     Args:
-        out_dir: output folder (created; existing files of the same names are overwritten).
+        out_dir: output folder (created). The outputs of an earlier run there (the paths listed
+            in the module docstring) are removed first; nothing else in the folder is touched.
         protocols: protocol names (``"wflw98"``, ``"300w68"``, ``"cofw29"``, ``"aflw19"``, ``"5pt"``).
         num: number of faces; the first ``round(num * (1 - test_fraction))`` form the train split.
         seed: faces depend only on (seed, index).
@@ -402,6 +420,7 @@ def generate(
     hw = (size, size) if isinstance(size, int) else tuple(size)
     num_train = min(num - 1, max(1, int(round(num * (1 - test_fraction)))))
     out = Path(out_dir)
+    _clear_previous(out)
     for split in ("train", "test"):
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
 
@@ -455,7 +474,11 @@ def load_synth(out_dir: str | Path, protocol: str, split: str = "train") -> list
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     if name not in FORMATS:
         raise ValueError(f"no SynthFaces files for protocol {name!r}; known: {sorted(FORMATS)}")
+    if not (out / "synth.json").is_file():
+        raise ValueError(f"{out} is not a SynthFaces folder (no synth.json); make one with generate()")
     meta = json.loads((out / "synth.json").read_text(encoding="utf-8"))
+    if name not in meta["protocols"]:
+        raise ValueError(f"{out} was generated without protocol {name!r} (it has {meta['protocols']})")
     root = out / name
     if name == "wflw98":
         recs = read_records("wflw", root, split=split, images=out / "images")

@@ -318,7 +318,7 @@ def _features(img, shading: "_Shading", g: Geometry, expr: Expression, look: Loo
     for f, nc, poly in sorted(sides, key=lambda s: s[0]):
         if f > -0.05:
             lam = look.ambient + look.diffuse * max(0.0, float(nc @ np.asarray(look.light)))
-            _fill(img, poly, _scaled(look.skin, 0.5 * lam + 0.5 * shade_at(poly)))
+            _fill(img, poly, _scaled(look.skin, 0.35 * lam + 0.65 * shade_at(poly)))
     for side in "LR":
         if facing[S["nostril_" + side]][0] > 0.1:
             c = uv[S["nostril_" + side]][0]

@@ -141,3 +141,22 @@ def test_generate_rejects_bad_arguments(tmp_path):
         generate(tmp_path, ["5pt"], 1)
     with pytest.raises(ValueError, match="test_fraction"):
         generate(tmp_path, ["5pt"], 4, test_fraction=1.0)
+
+
+def test_a_new_run_replaces_the_old_one(tmp_path):
+    generate(tmp_path, ["300w68"], 6, seed=1, size=48)
+    (tmp_path / "notes.txt").write_text("mine")
+    generate(tmp_path, ["300w68", "5pt"], 4, seed=1, size=48)
+    assert len(load_synth(tmp_path, "300w68", "train")) == 3  # no stale .pts from the first run
+    assert sorted(p.name for p in (tmp_path / "images" / "test").iterdir()) == ["000003.jpg"]
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_load_synth_explains_missing_data(tmp_path):
+    with pytest.raises(ValueError, match="not a SynthFaces folder"):
+        load_synth(tmp_path, "5pt", "train")
+    generate(tmp_path, ["5pt"], 3, size=48)
+    with pytest.raises(ValueError, match="without protocol"):
+        load_synth(tmp_path, "wflw98", "train")
+    with pytest.raises(ValueError, match="split"):
+        load_synth(tmp_path, "5pt", "val")
