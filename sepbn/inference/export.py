@@ -14,7 +14,7 @@ ONNX: the torch.export-based exporter (``dynamo=True``), opset 18. ``aten.adapti
 no ONNX translation when the pooled size does not divide the input (SepBN pools 128, 64, ... px to
 3 x 3), so the exported program is decomposed first with :func:`adaptive_max_pool2d_windows`: the
 spatial size is static in the exported graph (only the batch is dynamic), so the pooling windows
-are static slices followed by a max. TorchScript: ``torch.jit.trace`` of the same module.
+are static slices followed by a max (separable: row bands, then columns). TorchScript: ``torch.jit.trace`` of the same module.
 """
 
 from __future__ import annotations
@@ -75,22 +75,28 @@ def adaptive_max_pool2d_windows(
     """``aten.adaptive_max_pool2d`` as static windows: values and flat indices (h * W + w).
 
     Equal to ``F.adaptive_max_pool2d(x, output_size, return_indices=True)`` for a static
-    spatial size; used as a decomposition so the ONNX exporter sees only slices and max.
+    spatial size (ties aside); used as a decomposition so the ONNX exporter sees only slices and
+    max. Separable: T_h row bands of the full tensor are reduced over H first (contiguous
+    slices, the only pass over the activation), then T_w column windows of the small
+    (N, C, T_h, W) result, so the exported graph copies the activation once, not T_h * T_w times.
     """
     H, W = int(x.shape[-2]), int(x.shape[-1])
     th, tw = (int(output_size[0]), int(output_size[1]))
-    rows_v, rows_i = [], []
+    band_v, band_k = [], []
     for i in range(th):
         hs, he = _window(i, H, th)
-        vals, idxs = [], []
-        for j in range(tw):
-            ws, we = _window(j, W, tw)
-            v, k = x[..., hs:he, ws:we].flatten(-2).max(-1)
-            vals.append(v)
-            idxs.append((hs + k // (we - ws)) * W + ws + k % (we - ws))
-        rows_v.append(torch.stack(vals, -1))
-        rows_i.append(torch.stack(idxs, -1))
-    return torch.stack(rows_v, -2), torch.stack(rows_i, -2)
+        v, k = x[..., hs:he, :].max(-2)
+        band_v.append(v)
+        band_k.append(k + hs)
+    rows_v, rows_k = torch.stack(band_v, -2), torch.stack(band_k, -2)  # (..., T_h, W)
+    vals, idxs = [], []
+    for j in range(tw):
+        ws, we = _window(j, W, tw)
+        v, c = rows_v[..., ws:we].max(-1)
+        r = rows_k[..., ws:we].gather(-1, c.unsqueeze(-1)).squeeze(-1)
+        vals.append(v)
+        idxs.append(r * W + ws + c)
+    return torch.stack(vals, -1), torch.stack(idxs, -1)
 
 
 def _example(input_size: int, batch: int = 2, seed: int = 0) -> torch.Tensor:
