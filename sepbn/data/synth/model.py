@@ -34,7 +34,7 @@ visible a little past the horizon, as they sit on the silhouette).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -63,6 +63,7 @@ __all__ = [
     "SLICES",
     "Geometry",
     "geometry",
+    "nose_sides",
     "face_points",
 ]
 
@@ -537,9 +538,20 @@ class Geometry:
         return self.uv[SLICES[name]]
 
     def visible(self, name: str) -> np.ndarray:
-        """Self-visibility of the named points: facing the camera (protruding ones a bit past)."""
+        """Self-visibility of the named points: facing the camera (protruding ones a bit past)
+        and not behind the nose."""
         s = SLICES[name]
-        return self.facing[s] > -self.h[s]
+        vis = self.facing[s] > -self.h[s]
+        if self.nose:
+            pts = self.uv[s]
+            behind = np.any([_inside(pts, poly) for _, poly in self.nose], axis=0)
+            vis &= ~(behind & ~_NOSE[s])
+        return vis
+
+    @cached_property
+    def nose(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """:func:`nose_sides` of this face (computed once)."""
+        return nose_sides(self)
 
     def placed(self, scale: float, shift_x: float, shift_y: float, size: tuple[int, int]) -> "Geometry":
         """The same face with another focal scale and image shift (pixels are affine in both)."""
@@ -549,6 +561,39 @@ class Geometry:
         uv = (self.uv - c - old) * (scale / self.pose.scale) + c + [shift_x, shift_y]
         pose = replace(self.pose, scale=float(scale), shift_x=float(shift_x), shift_y=float(shift_y))
         return replace(self, uv=uv, pose=pose)
+
+
+_NOSE = np.array([c.startswith(("nose", "nostril")) for c, _ in LAYOUT.samples] + [False] * (len(RINGS) * len(_RING)))
+
+
+def _inside(pts: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    """Even-odd point-in-polygon test of points (N, 2) against a polygon (M, 2)."""
+    x, y = pts[:, :1], pts[:, 1:2]
+    x0, y0 = poly[:, 0], poly[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    crosses = (y0 > y) != (y1 > y)
+    dy = np.where(y1 != y0, y1 - y0, 1.0)
+    return (crosses & (x < x0 + (y - y0) * (x1 - x0) / dy)).sum(1) % 2 == 1
+
+
+def nose_sides(g: Geometry) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The sides of the nose that face the camera, far one first: (unit normal in camera
+    coordinates, image outline: bridge top to tip, nose bottom to the alar, up the cheek line).
+    Points behind these outlines (the far eye's inner corner at large yaw) are hidden."""
+    S, uv, p3 = SLICES, g.uv, g.p3
+    R = rotation(g.pose)
+    bridge, bottom = uv[S["nose_bridge"]], uv[S["nose_bottom"]]
+    b3 = p3[S["nose_bottom"]]
+    top3, tip3 = p3[S["nose_bridge"]][0], p3[S["nose_bridge"]][-1]
+    mid = len(bottom) // 2
+    sides = []
+    for side, sign, half, alar3 in (("L", -1.0, bottom[mid::-1], b3[0]), ("R", 1.0, bottom[mid:], b3[-1])):
+        n = cross(tip3 - top3, alar3 - top3)
+        n = n * (np.sign(n[0]) * sign) / np.linalg.norm(n)
+        nc = R @ n
+        if -nc[2] > -0.05:
+            sides.append((-nc[2], nc, np.concatenate([bridge, half, uv[S["nose_side_" + side]]])))
+    return [(nc, poly) for _, nc, poly in sorted(sides, key=lambda t: t[0])]
 
 
 def geometry(shape: Shape, expr: Expression, pose: Pose, size: tuple[int, int]) -> Geometry:

@@ -304,21 +304,11 @@ def _features(img, shading: "_Shading", g: Geometry, expr: Expression, look: Loo
         _line(img, up, dark, lid)
         _line(img, uv[S["eye_lower_" + side]], _scaled(look.skin, 0.6 * s), 0.006 * px)
 
-    # nose: each side a polygon shaded by its own normal; the far side is hidden
-    bridge, bottom = uv[S["nose_bridge"]], uv[S["nose_bottom"]]
-    R = rotation(pose)
-    top3, tip3 = p3[S["nose_bridge"]][0], p3[S["nose_bridge"]][-1]
-    sides = []
-    for side, sign, half in (("L", -1, bottom[4::-1]), ("R", 1, bottom[4:])):
-        alar3 = p3[S["nose_bottom"]][0 if side == "L" else -1]
-        n = cross(tip3 - top3, alar3 - top3)
-        n = n * (np.sign(n[0]) * sign) / np.linalg.norm(n)
-        nc = R @ n
-        sides.append((-nc[2], nc, np.concatenate([bridge, half, uv[S["nose_side_" + side]]])))
-    for f, nc, poly in sorted(sides, key=lambda s: s[0]):
-        if f > -0.05:
-            lam = look.ambient + look.diffuse * max(0.0, float(nc @ np.asarray(look.light)))
-            _fill(img, poly, _scaled(look.skin, 0.35 * lam + 0.65 * shade_at(poly)))
+    # nose: each side a polygon shaded by its own normal; a side turned away is not drawn
+    for nc, poly in g.nose:
+        lam = look.ambient + look.diffuse * max(0.0, float(nc @ np.asarray(look.light)))
+        _fill(img, poly, _scaled(look.skin, 0.35 * lam + 0.65 * shade_at(poly)))
+    bottom = uv[S["nose_bottom"]]
     for side in "LR":
         if facing[S["nostril_" + side]][0] > 0.1:
             c = uv[S["nostril_" + side]][0]

@@ -11,6 +11,7 @@ from sepbn.data.protocols import PROTOCOLS, get_protocol
 from sepbn.data.synth.generate import sample_face
 from sepbn.data.synth.model import (
     PROTOCOL_POINTS,
+    SLICES,
     Expression,
     Pose,
     Shape,
@@ -145,3 +146,13 @@ def test_expression_opens_the_mouth_and_closes_the_eyes():
 def test_unknown_protocol_raises():
     with pytest.raises(ValueError, match="unknown protocol"):
         face_points("nope", Shape(), Expression(), FRONTAL, SIZE)
+
+
+def test_the_nose_hides_the_far_inner_eye_corner_at_large_yaw():
+    g = geometry(Shape(), Expression(), replace(FRONTAL, yaw=65.0), SIZE)
+    s = SLICES["300w68"]
+    facing_camera = g.facing[s] > -g.h[s]
+    vis = g.visible("300w68")
+    assert facing_camera[42] and not vis[42]  # turned towards the camera, yet behind the nose
+    assert vis[30] and vis[39]  # the nose tip and the near inner corner stay visible
+    assert geometry(Shape(), Expression(), FRONTAL, SIZE).visible("300w68").all()
