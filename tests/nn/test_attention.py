@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sepbn.nn.attention import GroupedAttention, SqueezeExcitationAttention, adaptive_max_pool, branch_weights
+from sepbn.nn.attention import (GroupedAttention, SqueezeExcitationAttention, adaptive_max_pool, branch_weights,
+                               window_max)
 
 
 def test_grouped_attention_shapes_and_pooling():
@@ -54,3 +55,9 @@ def test_sparse_pool_gradient_equals_dense():
     ((y * 2).sum() + (F.adaptive_max_pool2d(y, 3) * w).sum()).backward()
     assert x.grad.layout == torch.strided
     torch.testing.assert_close(x.grad, y.grad)
+
+
+@pytest.mark.parametrize("shape, size", [((2, 3, 128, 128), 3), ((1, 2, 7, 5), 3), ((2, 2, 4, 4), 4), ((1, 1, 9, 9), 1)])
+def test_window_max_equals_adaptive_max_pool(shape, size):
+    x = torch.randn(*shape)
+    torch.testing.assert_close(window_max(x, size), F.adaptive_max_pool2d(x, size), rtol=0, atol=0)
