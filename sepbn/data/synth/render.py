@@ -76,12 +76,29 @@ class Look:
     jpeg_quality: int = 90
 
 
-# Head mesh: a (Y, phi) grid; quads index its vertices.
-_MY, _MP = np.meshgrid(np.linspace(-0.985, 0.985, 15), np.linspace(-np.pi, np.pi, 29), indexing="ij")
-_NY, _NP = _MY.shape
-_q = np.arange((_NY - 1) * (_NP - 1))
-_qi, _qj = _q // (_NP - 1), _q % (_NP - 1)
-_QUADS = np.stack([_qi * _NP + _qj, _qi * _NP + _qj + 1, (_qi + 1) * _NP + _qj + 1, (_qi + 1) * _NP + _qj], 1)
+def _quad_indices(rows: int, cols: int) -> np.ndarray:
+    """Vertex indices (Q, 4) of the quads of a (rows, cols) vertex grid, row-major."""
+    q = np.arange((rows - 1) * (cols - 1))
+    i, j = q // (cols - 1), q % (cols - 1)
+    return np.stack([i * cols + j, i * cols + j + 1, (i + 1) * cols + j + 1, (i + 1) * cols + j], 1)
+
+
+def _parity(rows: int, cols: int) -> np.ndarray:
+    """Quad classes 0-3 by (row, column) parity: quads of one class never share an edge or corner."""
+    q = np.arange((rows - 1) * (cols - 1))
+    return (q // (cols - 1)) % 2 * 2 + (q % (cols - 1)) % 2
+
+
+# Head mesh: a (Y, phi) grid whose first and last columns coincide (phi = -pi, pi).
+_PHI = np.linspace(-np.pi, np.pi, 29)
+_MY, _MP = np.meshgrid(np.linspace(-0.985, 0.985, 15), _PHI, indexing="ij")
+_QUADS = _quad_indices(*_MY.shape)
+_HEAD_PARITY = _parity(*_MY.shape)
+_QUAD_Y, _QUAD_PHI = _MY.ravel()[_QUADS], _MP.ravel()[_QUADS]  # (Q, 4) each
+# Hair mesh: rows from the crown (s = 0) down to the hairline (s = 1), so its edge is the hairline.
+_HAIR_S = np.linspace(0.0, 1.0, 9)[:, None]
+_HAIR_QUADS = _quad_indices(len(_HAIR_S), len(_PHI))
+_HAIR_PARITY = _parity(len(_HAIR_S), len(_PHI))
 _SHIFT = 4  # sub-pixel bits for cv2 drawing
 _NOISE = np.random.default_rng(12345).normal(128, 32, (512, 512, 3)).clip(0, 255).astype(np.uint8)
 
@@ -168,32 +185,20 @@ def _ear(shape: Shape, pose: Pose, size, side: int) -> tuple[np.ndarray, float]:
 # --- the head mesh -------------------------------------------------------------------------------
 
 
+def _above(Y: np.ndarray, phi: np.ndarray, look: Look) -> np.ndarray:
+    """Quads (rows of (Q, 4) vertex heights and longitudes) wholly above the hairline."""
+    return (Y < _hairline(look, phi)).all(axis=1)
+
+
 def _hairline(look: Look, phi: np.ndarray) -> np.ndarray:
     """Height of the hairline at longitude ``phi``: low at the back, high on the forehead."""
     return look.hairline + 0.75 * np.clip((np.abs(phi) - 1.0) / 1.4, 0, 1)
 
 
-_HAIRLINE_PHI = np.linspace(-np.pi, np.pi, 48)
-
-
-def _hair_outline(shape: Shape, pose: Pose, look: Look, size, uv, facing) -> np.ndarray | None:
-    """Image outline of the visible hair: convex hull of the mesh vertices above the hairline and
-    the finely sampled hairline itself (smooth where the mesh is coarse)."""
-    on_cap = (_MY.ravel() < _hairline(look, _MP.ravel())) & (facing > 0)
-    Yh = _hairline(look, _HAIRLINE_PHI)
-    line_uv, line_f = project(surface(shape, _HAIRLINE_PHI, Yh), surface_normals(shape, _HAIRLINE_PHI, Yh),
-                              pose, size)
-    pts = np.concatenate([uv[on_cap], line_uv[line_f > 0]])
-    if len(pts) < 3:
-        return None
-    return cv2.convexHull(pts.astype(np.float32)).reshape(-1, 2).astype(np.float64)
-
-
-
-def _head(img: np.ndarray, shape: Shape, pose: Pose, look: Look) -> "_Shading":
-    """Draw the shaded head (hair above the hairline); return its shading map."""
-    H, W = img.shape[:2]
-    grid = surface(shape, _MP, _MY)  # (rows, cols, 3); the first and last columns coincide
+def _grid(shape: Shape, phi: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices and outward normals (rows * cols, 3) of a surface grid spanning all longitudes
+    (first column = last column), normals from neighbouring vertices."""
+    grid = surface(shape, phi, Y)
     d_phi = np.roll(grid, -1, axis=1) - np.roll(grid, 1, axis=1)
     d_phi[:, 0] = d_phi[:, -1] = grid[:, 1] - grid[:, -2]
     d_y = np.empty_like(grid)
@@ -201,16 +206,47 @@ def _head(img: np.ndarray, shape: Shape, pose: Pose, look: Look) -> "_Shading":
     d_y[0], d_y[-1] = grid[1] - grid[0], grid[-1] - grid[-2]
     normals = cross(d_y, d_phi).reshape(-1, 3)
     normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
-    verts = grid.reshape(-1, 3)
+    return grid.reshape(-1, 3), normals
+
+
+def _fill_quads(mask: np.ndarray, quads: np.ndarray, parity: np.ndarray) -> None:
+    """Fill quads (Q, 4, 2) into a mask. One ``fillPoly`` call treats overlapping polygons as
+    holes (even-odd), and quads folding over at the outline overlap their neighbours: one call
+    per parity class keeps neighbours apart."""
+    fixed = _fix(quads).reshape(-1, 4, 1, 2)
+    for k in range(4):
+        sel = parity == k
+        if sel.any():
+            cv2.fillPoly(mask, list(fixed[sel]), 255, cv2.LINE_8, _SHIFT)
+
+
+def _hair_quads(shape: Shape, pose: Pose, look: Look, size) -> tuple[np.ndarray, np.ndarray]:
+    """Image quads (Q, 4, 2) of the visible hair (a mesh from the crown to the hairline) and
+    their parity classes."""
+    top = -1.0  # from the pole itself: no bald spot on the crown
+    Yh = np.maximum(_hairline(look, _PHI), top)
+    verts, normals = _grid(shape, np.broadcast_to(_PHI, (len(_HAIR_S), len(_PHI))), top + _HAIR_S * (Yh - top))
+    uv, facing = project(verts, normals, pose, size)
+    # a little past the horizon, so that no skin shows between the hair and the head's outline
+    # (the head mask clips what lies outside)
+    keep = facing[_HAIR_QUADS].mean(1) > -0.2
+    return uv[_HAIR_QUADS[keep]], _HAIR_PARITY[keep]
+
+
+def _head(img: np.ndarray, shape: Shape, pose: Pose, look: Look) -> "_Shading":
+    """Draw the shaded head (hair above the hairline); return its shading map."""
+    H, W = img.shape[:2]
+    verts, normals = _grid(shape, _MP, _MY)
     uv, facing = project(verts, normals, pose, (H, W))
     keep = facing[_QUADS].mean(1) > 0.0  # back-face culling: the head is convex
     quads = uv[_QUADS[keep]]
     qn = (normals @ rotation(pose).T)[_QUADS[keep]].mean(1)
     shade = look.ambient + look.diffuse * np.clip(qn @ np.asarray(look.light, dtype=np.float64), 0, None)
-    hair_hull = _hair_outline(shape, pose, look, (H, W), uv, facing)
-    if hair_hull is not None:  # hair volume: the outline a little larger, behind the head
+    hair, hair_parity = _hair_quads(shape, pose, look, (H, W))
+    if len(hair):  # hair volume: the hair's outline a little larger, behind the head
         c = quads.reshape(-1, 2).mean(0)
-        _fill(img, c + (hair_hull - c) * 1.1, _scaled(look.hair, 0.7))
+        hull = cv2.convexHull(hair.reshape(-1, 2).astype(np.float32)).reshape(-1, 2)
+        _fill(img, c + (hull - c) * 1.1, _scaled(look.hair, 0.7))
 
     # the face region only (a box around the projected quads)
     x0, y0 = np.floor(quads.reshape(-1, 2).min(0)).astype(int) - 2
@@ -238,8 +274,16 @@ def _head(img: np.ndarray, shape: Shape, pose: Pose, look: Look) -> "_Shading":
 
     colour = np.empty((h, w, 3), np.float32)
     colour[:] = np.array(_c(look.skin), np.float32)
-    if hair_hull is not None:
-        _fill(colour, hair_hull - [x0, y0], look.hair)
+    if len(hair):
+        hair_mask = np.zeros((h, w), np.uint8)
+        _fill_quads(hair_mask, hair - [x0, y0], hair_parity)
+        # head quads wholly above the hairline too: they reach the head's outline exactly
+        cap = keep & _above(_QUAD_Y, _QUAD_PHI, look)
+        _fill_quads(hair_mask, uv[_QUADS[cap]] - [x0, y0], _HEAD_PARITY[cap])
+        # a 1 px dilation closes the seams between quads and the gap left by their chords at
+        # the outline (the head mask clips the rest)
+        hair_mask = cv2.dilate(hair_mask, np.ones((3, 3), np.uint8))
+        colour[hair_mask > 0] = np.array(_c(look.hair), np.float32)
     lit = cv2.convertScaleAbs(cv2.multiply(colour, cv2.merge([sh, sh, sh])))
     mask = np.zeros((h, w), np.uint8)
     hull = cv2.convexHull(local.reshape(-1, 2).astype(np.float32)).reshape(-1, 2)
