@@ -540,12 +540,14 @@ class Geometry:
     def visible(self, name: str) -> np.ndarray:
         """Self-visibility of the named points: facing the camera (protruding ones a bit past)
         and not behind the nose."""
-        s = SLICES[name]
-        vis = self.facing[s] > -self.h[s]
+        return self._visible[SLICES[name]]
+
+    @cached_property
+    def _visible(self) -> np.ndarray:
+        vis = self.facing > -self.h
         if self.nose:
-            pts = self.uv[s]
-            behind = np.any([_inside(pts, poly) for _, poly in self.nose], axis=0)
-            vis &= ~(behind & ~_NOSE[s])
+            behind = np.any([_inside(self.uv, poly) for _, poly in self.nose], axis=0)
+            vis &= ~(behind & ~_NOSE)
         return vis
 
     @cached_property
@@ -570,7 +572,7 @@ def _inside(pts: np.ndarray, poly: np.ndarray) -> np.ndarray:
     """Even-odd point-in-polygon test of points (N, 2) against a polygon (M, 2)."""
     x, y = pts[:, :1], pts[:, 1:2]
     x0, y0 = poly[:, 0], poly[:, 1]
-    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    x1, y1 = np.concatenate([x0[1:], x0[:1]]), np.concatenate([y0[1:], y0[:1]])
     crosses = (y0 > y) != (y1 > y)
     dy = np.where(y1 != y0, y1 - y0, 1.0)
     return (crosses & (x < x0 + (y - y0) * (x1 - x0) / dy)).sum(1) % 2 == 1

@@ -199,7 +199,8 @@ def _grid(shape: Shape, phi: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.
     """Vertices and outward normals (rows * cols, 3) of a surface grid spanning all longitudes
     (first column = last column), normals from neighbouring vertices."""
     grid = surface(shape, phi, Y)
-    d_phi = np.roll(grid, -1, axis=1) - np.roll(grid, 1, axis=1)
+    d_phi = np.empty_like(grid)
+    d_phi[:, 1:-1] = grid[:, 2:] - grid[:, :-2]
     d_phi[:, 0] = d_phi[:, -1] = grid[:, 1] - grid[:, -2]
     d_y = np.empty_like(grid)
     d_y[1:-1] = grid[2:] - grid[:-2]
