@@ -33,7 +33,6 @@ from .model import (
     project,
     rotation,
     surface,
-    surface_normals,
 )
 
 __all__ = ["Look", "OCCLUDERS", "render", "occluded"]
@@ -152,7 +151,7 @@ def _background(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
     return img
 
 
-def _project(shape: Shape, pose: Pose, size, pts3) -> np.ndarray:
+def _project(pose: Pose, size, pts3) -> np.ndarray:
     return project(np.asarray(pts3, dtype=np.float64), None, pose, size)[0]
 
 
@@ -162,13 +161,13 @@ def _body(img: np.ndarray, shape: Shape, pose: Pose, look: Look) -> None:
     k = shape.width / 0.68
     body_pose = Pose(pose.yaw * 0.4, 0.0, pose.roll * 0.5, pose.distance, pose.scale, pose.shift_x, pose.shift_y)
     torso = [(-0.5, 1.5, 0.3), (0.5, 1.5, 0.3), (1.9, 2.1, 0.3), (2.1, 5.0, 0.3), (-2.1, 5.0, 0.3), (-1.9, 2.1, 0.3)]
-    _fill(img, _project(shape, body_pose, size, np.array(torso) * [k, 1, 1]), look.clothes)
+    _fill(img, _project(body_pose, size, np.array(torso) * [k, 1, 1]), look.clothes)
     if look.long_hair > 0:
         L = 0.4 + look.long_hair
         hair = [(-1.02, -0.3, 0.25), (1.02, -0.3, 0.25), (1.1, L, 0.45), (-1.1, L, 0.45)]
-        _fill(img, _project(shape, pose, size, np.array(hair) * [shape.width, 1, 1]), _scaled(look.hair, 0.8))
+        _fill(img, _project(pose, size, np.array(hair) * [shape.width, 1, 1]), _scaled(look.hair, 0.8))
     neck = [(-0.42, 0.3, 0.15), (0.42, 0.3, 0.15), (0.46, 1.9, 0.3), (-0.46, 1.9, 0.3)]
-    _fill(img, _project(shape, pose, size, np.array(neck) * [k, 1, 1]), _scaled(look.skin, 0.62))
+    _fill(img, _project(pose, size, np.array(neck) * [k, 1, 1]), _scaled(look.skin, 0.62))
 
 
 def _ear(shape: Shape, pose: Pose, size, side: int) -> tuple[np.ndarray, float]:
