@@ -160,6 +160,9 @@ class SepBatchNorm2d(TemperatureMixin, nn.Module):
             self.bias.zero_()
         self.attention.reset_parameters()
 
+    def reset_running_stats(self) -> None:
+        self.norm.reset_running_stats()
+
     def attention_weights(self, input: Tensor) -> Tensor:
         """pi, shape (N, G, K): the weights forward uses (softmax(logits / tau), one-hot when hard)."""
         check_input(input)
