@@ -34,7 +34,7 @@ import torch
 from ..config import Config, config_to_dict, format_config
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, save_weights, set_rng_state
 from .data import build_datasets, train_loader
-from .distributed import DistInfo
+from .distributed import DistInfo, scaled_optim
 from .losses import l1_loss, wing_loss
 from .nonfinite import NonFiniteLossError, diagnose
 from .optim import build_optimizer, set_lr
@@ -142,7 +142,9 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool | str | Path = False
         )
     channels_last = tc.channels_last and device.type == "cuda"
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-    optimizer = build_optimizer(model, cfg.optim)
+    # every learning rate is for optim.lr_reference_batch faces; the effective batch is batch_size * world_size
+    optim_cfg, lr_factor = scaled_optim(cfg.optim, tc.batch_size, dist.world_size)
+    optimizer = build_optimizer(model, optim_cfg)
     brute_force = any(isinstance(m, BruteForceSepBN2d) for m in model.modules())
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.amp) if device.type == "cuda" else None
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
@@ -157,7 +159,8 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool | str | Path = False
     warmup_steps = sc.warmup_epochs * steps_per_epoch
 
     def lr_of(step: int) -> float:
-        return lr_at(step, total_steps=total_steps, warmup_steps=warmup_steps, max_lr=cfg.optim.lr, min_lr=sc.min_lr)
+        return lr_at(step, total_steps=total_steps, warmup_steps=warmup_steps, max_lr=optim_cfg.lr,
+                     min_lr=sc.min_lr * lr_factor)
 
     def tau_of(epoch: int) -> float:
         return tau_at(epoch, start=sc.tau_start, end=sc.tau_end, epochs=sc.tau_epochs)
@@ -172,6 +175,9 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool | str | Path = False
         optimizer.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"]) if ckpt.get("scaler") else None
         step, start_epoch, skip = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
+        if skip and ckpt.get("world_size", 1) != dist.world_size:  # the epoch's shares differ
+            raise ValueError(f"{path} stopped mid-epoch with {ckpt.get('world_size', 1)} processes; "
+                             f"resume it with as many (got {dist.world_size})")
         best = ckpt.get("best_nme", math.inf)
         # mid-epoch: replay the epoch's draws from its start state, then continue from the saved state
         set_rng_state(ckpt["rng_epoch"] if skip else ckpt["rng"])
@@ -196,7 +202,7 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool | str | Path = False
             "scaler": scaler.state_dict() if scaler.is_enabled() else None,
             "scheduler": {"kind": "warmup-cosine", "step": step, "total_steps": total_steps,
                           "warmup_steps": warmup_steps, "lr": lr_of(min(step, total_steps - 1))},
-            "epoch": epoch, "batch_in_epoch": batch_in_epoch, "step": step,
+            "epoch": epoch, "batch_in_epoch": batch_in_epoch, "step": step, "world_size": dist.world_size,
             "rng": rng_state(), "rng_epoch": epoch_rng,
             "temperature": tau, "best_nme": best, "metrics": metrics,
         })
@@ -242,7 +248,9 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool | str | Path = False
             with routing, torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 outputs = net(images, protocols=batch["protocol"])
             losses = branch_losses(outputs, targets, loss_fn)
-            loss = sum(losses.values())
+            # one mean per protocol over the global batch (several ranks: see DistInfo.branch_weights)
+            weights = dist.branch_weights({p: len(t) for p, t in targets.items()}, list(protocols), device)
+            loss = sum(losses[p] * weights[p] for p in losses)
             loss_value = loss.item()
             if not math.isfinite(loss_value):
                 def rerun(probe, images=images, protos=batch["protocol"]):
@@ -290,6 +298,7 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool | str | Path = False
                     export("best", metrics, done_epochs, tau)
         if dist.is_main and (stop or not finished or done_epochs % tc.save_every == 0 or done_epochs == sc.epochs):
             checkpoint(done_epochs, 0 if finished else batch_in_epoch + 1, epoch_rng, metrics, tau)
+        dist.barrier(f"the end of epoch {epoch + 1} (rank 0 validates and saves)")
         result.epoch = done_epochs
     result.step = step
     result.best_nme = None if best == math.inf else best

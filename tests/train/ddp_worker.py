@@ -1,0 +1,65 @@
+"""A worker process for tests/train/test_distributed.py (run by torchrun, or started by hand with
+RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT in its environment).
+
+``ddp_worker.py session CONFIG.json OUT``: one process group, four ``train()`` runs of the config:
+``OUT/sync`` (dist.sync_bn), ``OUT/nosync``, and ``OUT/resume`` (one step, then ``resume=True``);
+each rank writes its step losses to ``OUT/rank<r>.json``.
+
+``ddp_worker.py die|hang CONFIG.toml OUT``: ``sepbn train`` where rank 1 raises (die) or sleeps
+(hang) at its second step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def session(config: str, out: str) -> None:
+    from sepbn.config import config_from_dict
+    from sepbn.train.distributed import init_from_env, shutdown
+    from sepbn.train.loop import train
+
+    cfg = config_from_dict(json.loads(Path(config).read_text()))
+    info = init_from_env(cfg.dist)
+    synced, plain = dataclasses.replace(info, sync_bn=True), dataclasses.replace(info, sync_bn=False)
+    first = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=1))
+    losses = {
+        "sync": train(cfg, Path(out) / "sync", dist=synced).losses,
+        "nosync": train(cfg, Path(out) / "nosync", dist=plain).losses,
+        "resume": train(first, Path(out) / "resume", dist=synced).losses
+        + train(cfg, Path(out) / "resume", resume=True, dist=synced).losses,
+    }
+    Path(out, f"rank{info.rank}.json").write_text(json.dumps(losses))
+    shutdown(info)
+
+
+def failing(mode: str, config: str, out: str) -> int:
+    import sepbn.train.loop as loop
+    from sepbn.cli import main
+
+    if os.environ["RANK"] == "1":
+        calls = [0]
+        original = loop.branch_losses
+
+        def branch_losses(*args, **kwargs):
+            calls[0] += 1
+            if calls[0] == 2:
+                if mode == "hang":
+                    time.sleep(120)
+                raise RuntimeError("injected failure on rank 1 at step 1")
+            return original(*args, **kwargs)
+
+        loop.branch_losses = branch_losses
+    return main(["train", config, "--out", out])
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "session":
+        session(*sys.argv[2:])
+    else:
+        sys.exit(failing(*sys.argv[1:]))
