@@ -193,15 +193,16 @@ def test_channels_last_matches_contiguous():
     torch.testing.assert_close(xl.grad, xc.grad, atol=1e-5, rtol=1e-4)
 
 
-def test_autocast_bfloat16_cpu():
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_cpu(dtype):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 8, 3), SepBatchNorm2d(8))
     x = torch.randn(4, 3, 8, 8)
     reference = net(x)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast("cpu", dtype=dtype):
         y = net(x)
         y.float().sum().backward()
-    assert torch.isfinite(y).all()
+    assert y.dtype == dtype and torch.isfinite(y).all()
     assert all(torch.isfinite(p.grad).all() for p in net.parameters())
     torch.testing.assert_close(y.float(), reference, atol=0.1, rtol=0.05)
 
