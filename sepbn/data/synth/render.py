@@ -98,6 +98,7 @@ _QUAD_Y, _QUAD_PHI = _MY.ravel()[_QUADS], _MP.ravel()[_QUADS]  # (Q, 4) each
 _HAIR_S = np.linspace(0.0, 1.0, 9)[:, None]
 _HAIR_QUADS = _quad_indices(len(_HAIR_S), len(_PHI))
 _HAIR_PARITY = _parity(len(_HAIR_S), len(_PHI))
+_NECK = np.linspace(0, 2 * np.pi, 10, endpoint=False)
 _SHIFT = 4  # sub-pixel bits for cv2 drawing
 _NOISE = np.random.default_rng(12345).normal(128, 32, (512, 512, 3)).clip(0, 255).astype(np.uint8)
 
@@ -166,8 +167,10 @@ def _body(img: np.ndarray, shape: Shape, pose: Pose, look: Look) -> None:
         L = 0.4 + look.long_hair
         hair = [(-1.02, -0.3, 0.25), (1.02, -0.3, 0.25), (1.1, L, 0.45), (-1.1, L, 0.45)]
         _fill(img, _project(pose, size, np.array(hair) * [shape.width, 1, 1]), _scaled(look.hair, 0.8))
-    neck = [(-0.42, 0.3, 0.15), (0.42, 0.3, 0.15), (0.46, 1.9, 0.3), (-0.46, 1.9, 0.3)]
-    _fill(img, _project(pose, size, np.array(neck) * [k, 1, 1]), _scaled(look.skin, 0.62))
+    # the neck is a cylinder (its outline: the hull of two projected rings), not a flat card
+    ring = np.stack([0.42 * k * np.cos(_NECK), np.zeros_like(_NECK), 0.2 + 0.36 * np.sin(_NECK)], 1)
+    neck = _project(pose, size, np.concatenate([ring + [0, 0.3, 0], ring * [1.1, 1, 1.1] + [0, 1.9, 0]]))
+    _fill(img, cv2.convexHull(neck.astype(np.float32)).reshape(-1, 2), _scaled(look.skin, 0.62))
 
 
 def _ear(shape: Shape, pose: Pose, size, side: int) -> tuple[np.ndarray, float]:
