@@ -53,7 +53,9 @@ def main() -> None:
     ap.add_argument("--width", type=float, default=0.25)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=0.01)
+    ap.add_argument("--optim", default="adamw", choices=["adamw", "sgd"],
+                    help="adamw (default, converges in a short CPU run) or the paper's sgd")
+    ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--val-fraction", type=float, default=0.15)
     ap.add_argument("--limit", type=int, default=None, help="use only this many 300-W faces (quick runs)")
     ap.add_argument("--mtfl-limit", type=int, default=2000, help="MTFL faces used by --cnt")
@@ -68,7 +70,8 @@ def main() -> None:
     e = args.epochs
     base = [
         f"model.width={args.width}", f"model.input_size={args.size}", f"train.batch_size={args.batch}",
-        f"optim.lr={args.lr}", "schedule.min_lr=1e-5", f"schedule.epochs={e}", f"schedule.warmup_epochs={e // 10}",
+        f"optim.name={args.optim}", f"optim.lr={args.lr}", "schedule.min_lr=1e-5",
+        f"optim.weight_decay={1e-4 if args.optim == 'adamw' else 5e-4}", f"schedule.epochs={e}", f"schedule.warmup_epochs={e // 10}",
         f"schedule.tau_epochs={max(e // 4, 1)}", f"data.workers={args.workers}", f"train.seed={args.seed}",
         "train.progress=false", f"train.val_every={max(e // 4, 1)}", f"train.save_every={e}",
         f'data.val=[{{"fmt": "csv", "source": "{csv["val"]}", "images": "/", "protocol": "300w68", '

@@ -71,12 +71,10 @@ def format_results(results: list[dict]) -> str:
 
 
 def _row(name: str, s: dict) -> str:
-    fr8 = s.get("fr@8", float("nan"))
-    fr10 = s.get("fr@10", s.get("fr", float("nan")))
-    auc8 = s.get("auc@8", float("nan"))
-    auc10 = s.get("auc@10", s.get("auc", float("nan")))
-    return (f"{name:<24}{s['faces']:>7}{100 * s['nme']:>9.2f}{100 * fr8:>9.2f}{100 * fr10:>9.2f}"
-            f"{100 * auc8:>8.2f}{100 * auc10:>8.2f}")
+    # WFLW subset rows carry FR/AUC at the largest threshold only ("fr", "auc")
+    cells = [(s.get("fr@8"), 9), (s.get("fr@10", s.get("fr")), 9), (s.get("auc@8"), 8), (s.get("auc@10", s.get("auc")), 8)]
+    text = "".join(f"{'-':>{w}}" if v is None else f"{100 * v:>{w}.2f}" for v, w in cells)
+    return f"{name:<24}{s['faces']:>7}{100 * s['nme']:>9.2f}" + text
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,9 +16,11 @@ __all__ = ["RunLogger"]
 class RunLogger:
     """Appends rows to ``<out>/<name>.csv`` (header from the first row) and mirrors scalars to TensorBoard."""
 
-    def __init__(self, out_dir: str | Path, *, enabled: bool = True, tensorboard: bool = False) -> None:
+    def __init__(self, out_dir: str | Path, *, enabled: bool = True, tensorboard: bool = False,
+                 append: bool = False) -> None:
         self.out_dir = Path(out_dir)
         self.enabled = enabled
+        self.append = append  # a resumed run continues its CSV files; a new run starts them afresh
         self._fields: dict[str, list[str]] = {}
         self.writer = None
         if enabled and tensorboard:
@@ -35,7 +37,7 @@ class RunLogger:
         path = self.out_dir / f"{name}.csv"
         fields = self._fields.get(name)
         if fields is None:
-            if path.is_file() and path.stat().st_size:  # resumed run: keep the existing header
+            if self.append and path.is_file() and path.stat().st_size:  # keep the existing header
                 with open(path, newline="") as f:
                     fields = next(csv.reader(f), None) or list(row)
             else:

@@ -188,7 +188,7 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool | str | Path = False
     net = dist.wrap(model)
     from .logger import RunLogger
 
-    logger = RunLogger(out, enabled=dist.is_main, tensorboard=tc.tensorboard)
+    logger = RunLogger(out, enabled=dist.is_main, tensorboard=tc.tensorboard, append=bool(resume))
     result = TrainResult(out_dir=out, step=step, epoch=start_epoch, best_nme=None if best == math.inf else best)
 
     def checkpoint(epoch: int, batch_in_epoch: int, epoch_rng: dict, metrics: dict, tau: float,

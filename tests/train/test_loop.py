@@ -30,7 +30,8 @@ def _cfg(faces, *protos, extra=(), val=None):
 
 def test_two_steps_single_dataset(tiny_faces, tmp_path):
     cfg = _cfg(tiny_faces, "300w68", extra=["train.max_steps=2", "model.norm=bn"])
-    res = train(cfg, tmp_path)
+    train(cfg, tmp_path)
+    res = train(cfg, tmp_path)  # a new run in the same folder starts its logs afresh
     assert len(res.losses) == 2 and all(torch.isfinite(torch.tensor(res.losses)))
     ckpt = load_checkpoint(tmp_path / "last.pt")
     assert ckpt["step"] == 2 and list(ckpt["protocols"]) == ["300w68"]
@@ -65,6 +66,8 @@ def test_resume_reproduces_uninterrupted_losses(tiny_faces, tmp_path):
     rest = train(_cfg(tiny_faces, "300w68", "5pt", extra=extra), tmp_path / "cut", resume=True)
     assert len(part.losses) + len(rest.losses) == len(full.losses)
     assert part.losses + rest.losses == pytest.approx(full.losses, abs=1e-6)
+    with open(tmp_path / "cut" / "train.csv") as f:  # the resumed run continues the log
+        assert [int(r["step"]) for r in csv.DictReader(f)] == list(range(1, len(full.losses) + 1))
     a, b = load_checkpoint(tmp_path / "full" / "last.pt"), load_checkpoint(tmp_path / "cut" / "last.pt")
     for k, v in a["model"].items():
         assert torch.allclose(v.float(), b["model"][k].float(), atol=1e-6), k
