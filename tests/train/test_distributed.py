@@ -173,6 +173,29 @@ def test_distributed_resume_reproduces_the_uninterrupted_run(ddp_runs):
     assert load_checkpoint(out / "resume" / "last.pt")["world_size"] == 2
 
 
+def _tiny_toml(faces, path: Path, timeout_s: float = 60) -> Path:
+    path.write_text(
+        f'[model]\nwidth = 0.0625\ninput_size = 64\n[[data.train]]\nfmt = "csv"\nsource = "{faces["5pt"]}"\n'
+        f'protocol = "5pt"\n[schedule]\nepochs = 2\nwarmup_epochs = 0\n[train]\nbatch_size = 2\nprogress = false\n'
+        f'[dist]\ntimeout_s = {timeout_s}\n')
+    return path
+
+
+def test_torchrun_sepbn_train_command(tiny_faces, tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "sepbn",
+           "train", str(_tiny_toml(tiny_faces, tmp_path / "cfg.toml")), "--out", str(tmp_path / "out"),
+           "--set", "train.max_steps=2", "--set", "train.log_every=1", "--set", "optim.lr_scaling=linear"]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 processes (gloo) x batch 2 = effective batch 4; learning rates x2 " in proc.stdout
+    assert proc.stdout.count("done: 2 steps") == 1  # rank 0 alone reports
+    ckpt = load_checkpoint(tmp_path / "out" / "last.pt")
+    assert ckpt["world_size"] == 2 and ckpt["step"] == 2
+    with open(tmp_path / "out" / "train.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["step"] for r in rows] == ["1", "2"] and float(rows[0]["lr"]) == pytest.approx(2e-3)  # 1e-3 x 2
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -182,10 +205,7 @@ def _free_port() -> int:
 @pytest.mark.parametrize("mode,timeout_s", [("die", 20), ("hang", 10)])
 def test_a_failing_rank_ends_the_run_with_a_message(tiny_faces, tmp_path, mode, timeout_s):
     """No torchrun agent to kill the survivors: rank 0 itself must stop within the timeout and say why."""
-    (tmp_path / "cfg.toml").write_text(
-        f'[model]\nwidth = 0.0625\ninput_size = 64\n[[data.train]]\nfmt = "csv"\nsource = "{tiny_faces["5pt"]}"\n'
-        f'protocol = "5pt"\n[schedule]\nepochs = 2\nwarmup_epochs = 0\n[train]\nbatch_size = 2\nprogress = false\n'
-        f'[dist]\ntimeout_s = {timeout_s}\n')
+    _tiny_toml(tiny_faces, tmp_path / "cfg.toml", timeout_s)
     port = str(_free_port())
     procs, logs = [], []
     for r in (0, 1):
