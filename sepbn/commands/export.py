@@ -23,6 +23,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", help="which head to export (needed when the checkpoint has several)")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="parity tolerance (normalised coords)")
     parser.add_argument("--no-check", action="store_true", help="skip the parity check")
+    parser.add_argument("--domain", type=int, help="branch of brute-force SepBN layers (such checkpoints need it)")
 
 
 def deployment_info(detector, fmt: str) -> dict:
@@ -41,6 +42,7 @@ def deployment_info(detector, fmt: str) -> dict:
                  "rule": "square box of side max(w, h) * box_scale around the face box centre, "
                          "its outer edges on the crop's outer pixel edges"},
         "protocol": detector.protocol.name,
+        "domain": detector.domain,
         "point_names": list(detector.point_names),
     }
 
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from sepbn.inference.predictor import CheckpointError, LandmarkDetector
 
     try:
-        detector = LandmarkDetector.from_checkpoint(args.checkpoint, args.protocol)
+        detector = LandmarkDetector.from_checkpoint(args.checkpoint, args.protocol, domain=args.domain)
     except (CheckpointError, ValueError, OSError) as e:
         print(f"sepbn export: {e}", file=sys.stderr)
         return 2
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"exporting {detector.protocol.name} ({detector.protocol.num_points} points, "
           f"{detector.crop.input_size}x{detector.crop.input_size} input) from {args.checkpoint} to {out} ({args.fmt})")
     report = export_model(detector.model, detector.protocol.name, args.fmt, out, detector.crop.input_size,
-                          check=not args.no_check, tolerance=args.tolerance)
+                          check=not args.no_check, tolerance=args.tolerance, domain=detector.domain)
     info = out.with_name(out.name + ".json")
     info.write_text(json.dumps(deployment_info(detector, args.fmt), indent=2) + "\n", encoding="utf-8")
     print(f"wrote {out} and {info}")

@@ -45,6 +45,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frame-step", type=int, default=1, help="process every k-th video frame")
     parser.add_argument("--batch-size", type=int, default=64, help="faces per forward pass")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--domain", type=int, help="branch of brute-force SepBN layers (such checkpoints need it)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -284,7 +285,8 @@ def run(args: argparse.Namespace) -> int:
         boxes = read_boxes_file(args.boxes) if args.boxes else None
         detector, calibration = _detector(args)
         predictor = LandmarkDetector.from_checkpoint(args.checkpoint, args.protocol, args.device, detector=detector,
-                                                     calibration=calibration, batch_size=args.batch_size)
+                                                     calibration=calibration, batch_size=args.batch_size,
+                                                     domain=args.domain)
     except (CheckpointError, DetectorUnavailable, ValueError, OSError) as e:
         print(f"sepbn predict: {e}", file=sys.stderr)
         return 2

@@ -27,6 +27,8 @@ from typing import Callable, Literal, Sequence
 import torch
 from torch import nn
 
+from sepbn.nn import domains
+
 __all__ = [
     "SingleProtocolModule",
     "ParityReport",
@@ -50,18 +52,24 @@ class SingleProtocolModule(nn.Module):
 
     ``model`` is anything with ``forward(x, protocols=name) -> {name: Tensor}`` (LandmarkNet's
     contract); the head is chosen once here so the exported graph has one input and one output.
+    ``domain``: the branch every brute-force SepBN layer uses (paper III-A; such layers need a
+    domain label, see ``sepbn.nn.domains``); None for networks without them.
     """
 
-    def __init__(self, model: nn.Module, protocol: str) -> None:
+    def __init__(self, model: nn.Module, protocol: str, domain: int | None = None) -> None:
         super().__init__()
         self.model = model
         self.protocol = str(protocol)
+        self.domain = domain
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.model(image, self.protocol)[self.protocol]
+        if self.domain is None:
+            return self.model(image, self.protocol)[self.protocol]
+        with domains(self.domain):
+            return self.model(image, self.protocol)[self.protocol]
 
     def extra_repr(self) -> str:
-        return f"protocol={self.protocol!r}"
+        return f"protocol={self.protocol!r}" + ("" if self.domain is None else f", domain={self.domain}")
 
 
 def _window(i: int, size: int, out: int) -> tuple[int, int]:
@@ -205,14 +213,16 @@ def export_model(
     *,
     check: bool = True,
     tolerance: float = 1e-4,
+    domain: int | None = None,
 ) -> ParityReport | None:
     """Export ``model``'s ``protocol`` head to ``path`` (onnx or torchscript); return the parity check.
 
     The model is moved to CPU float32 and eval mode (a copy is not made: pass a model you own).
+    ``domain`` picks the brute-force SepBN branch (see :class:`SingleProtocolModule`).
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {FORMATS}")
-    module = SingleProtocolModule(model.float().cpu().eval(), protocol).eval()
+    module = SingleProtocolModule(model.float().cpu().eval(), protocol, domain).eval()
     writer = export_onnx if fmt == "onnx" else export_torchscript
     out = writer(module, path, input_size)
     return check_parity(module, fmt, out, input_size, tolerance=tolerance) if check else None

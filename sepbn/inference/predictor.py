@@ -21,6 +21,7 @@ as docs/data.md lists them).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ from sepbn.data.transforms import (
     normalize_image,
     warp_image,
 )
+from sepbn.nn import BruteForceSepBN2d, domains
 
 from .detector import BOX_CONVENTIONS, DETECTOR_CALIBRATION, BoxCalibration, FaceDetector
 
@@ -189,13 +191,22 @@ class LandmarkDetector:
         calibration: detector box -> training box; default the stated conversion for the
             detector and the crop's box convention (``DETECTOR_CALIBRATION``).
         batch_size: faces per forward pass.
+        domain: the branch of every brute-force SepBN layer (paper III-A: K full BN branches routed
+            by a domain label, unknown at test time); required for such networks, ignored otherwise.
     """
 
     def __init__(self, model: nn.Module, protocol: Protocol | str, crop: CropSpec, *, device: str | torch.device = "cpu",
                  detector: FaceDetector | None = None, calibration: BoxCalibration | None = None,
-                 batch_size: int = 64) -> None:
+                 batch_size: int = 64, domain: int | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        branches = {m.num_branches for m in model.modules() if isinstance(m, BruteForceSepBN2d)}
+        if branches and (domain is None or not 0 <= domain < min(branches)):
+            raise ValueError(
+                f"this network has brute-force SepBN layers ({max(branches)} domain branches): choose the "
+                f"branch with domain= (--domain) in 0..{min(branches) - 1}, got {domain!r}"
+            )
+        self.domain = domain if branches else None
         self.protocol = get_protocol(protocol) if not isinstance(protocol, Protocol) else protocol
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -253,9 +264,11 @@ class LandmarkDetector:
         """Normalised predictions (N, L, 2) for network inputs (N, 3, S, S), ``batch_size`` at a time."""
         name = self.protocol.name
         out = [np.zeros((0, self.protocol.num_points, 2), np.float32)]
-        for start in range(0, len(inputs), self.batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(inputs[start:start + self.batch_size])).to(self.device)
-            out.append(self.model(x, name)[name].float().cpu().numpy())
+        routed = domains(self.domain) if self.domain is not None else contextlib.nullcontext()
+        with routed:
+            for start in range(0, len(inputs), self.batch_size):
+                x = torch.from_numpy(np.ascontiguousarray(inputs[start:start + self.batch_size])).to(self.device)
+                out.append(self.model(x, name)[name].float().cpu().numpy())
         return np.concatenate(out)
 
     def predict(self, image: np.ndarray | str | os.PathLike, boxes: Iterable | None = None,
@@ -303,4 +316,5 @@ class LandmarkDetector:
     def __repr__(self) -> str:
         det = getattr(self.detector, "name", None)
         return (f"LandmarkDetector(protocol={self.protocol.name!r}, crop={self.crop}, device={self.device}, "
-                f"detector={det!r}, batch_size={self.batch_size})")
+                f"detector={det!r}, batch_size={self.batch_size}"
+                + ("" if self.domain is None else f", domain={self.domain}") + ")")

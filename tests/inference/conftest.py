@@ -48,3 +48,14 @@ def weights_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("weights")
     save_weights(folder, state.pop("model"), state)
     return folder
+
+
+@pytest.fixture
+def bruteforce_model():
+    """A tiny single-head (5pt) Vanilla CNN with brute-force SepBN whose K=3 branches really differ."""
+    model = tiny_model(("5pt",), norm="bruteforce")
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".branches." in name:
+                p.normal_(1.0, 0.5)
+    return model

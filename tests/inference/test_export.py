@@ -60,6 +60,7 @@ def exported(tmp_path_factory):
     return get
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 @pytest.mark.parametrize("norm", ["bn", "sepbn"])
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_exported_branch_matches_eager(exported, norm, fmt):
@@ -106,3 +107,11 @@ def test_parity_check_can_fail(tmp_path):
 def test_unknown_format_is_named(tmp_path):
     with pytest.raises(ValueError, match="'tflite'"):
         export_model(_model("bn"), "5pt", "tflite", tmp_path / "x", SIZE)
+
+
+def test_bruteforce_branch_is_exported(tmp_path, bruteforce_model):
+    model = bruteforce_model
+    report = export_model(model, "5pt", "torchscript", tmp_path / "b.pt", SIZE, domain=2)
+    assert report.ok, str(report)
+    other = check_parity(SingleProtocolModule(model, "5pt", domain=0), "torchscript", tmp_path / "b.pt", SIZE)
+    assert not other.ok  # the file holds branch 2, not branch 0

@@ -142,3 +142,14 @@ def test_bad_images_are_rejected_with_their_shape():
     det = LandmarkDetector(FixedNet(np.zeros((3, 2))), TRI, CropSpec(16))
     with pytest.raises(ValueError, match="float32"):
         det.predict(np.zeros((10, 10, 3), np.float32), [[0, 0, 5, 5]])
+
+
+def test_bruteforce_networks_need_a_domain_branch(bruteforce_model):
+    net = bruteforce_model
+    with pytest.raises(ValueError, match=r"domain= \(--domain\) in 0..2"):
+        LandmarkDetector(net, "5pt", CropSpec(64))
+    img = np.random.default_rng(0).integers(0, 255, (80, 80, 3), dtype=np.uint8)
+    preds = [LandmarkDetector(net, "5pt", CropSpec(64), domain=d).predict(img, [[5, 5, 70, 70]])[0].landmarks
+             for d in (0, 1)]
+    assert np.abs(preds[0] - preds[1]).max() > 1e-3  # the branch is really used
+    assert LandmarkDetector(FixedNet(np.zeros((3, 2))), TRI, CropSpec(16), domain=1).domain is None
