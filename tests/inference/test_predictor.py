@@ -153,3 +153,26 @@ def test_bruteforce_networks_need_a_domain_branch(bruteforce_model):
              for d in (0, 1)]
     assert np.abs(preds[0] - preds[1]).max() > 1e-3  # the branch is really used
     assert LandmarkDetector(FixedNet(np.zeros((3, 2))), TRI, CropSpec(16), domain=1).domain is None
+
+
+def test_prediction_equals_the_evaluation_pipeline_of_the_dataset(tmp_path):
+    """The predictor's crop is the dataset's test-time crop: same input, same points back."""
+    import cv2
+
+    from sepbn.data import FaceRecord, LandmarkDataset
+    from sepbn.data.transforms import apply_affine, decode_points
+    from sepbn.models import create_model
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "photo.png"
+    cv2.imwrite(str(path), rng.integers(0, 255, (90, 120, 3), dtype=np.uint8))
+    rec = FaceRecord(landmarks=rng.uniform(30, 80, (5, 2)), box=(31.5, 20.0, 84.0, 77.25), protocol="5pt",
+                     image_path=str(path))
+    item = LandmarkDataset([rec], "5pt", image_size=64, box_scale=1.25)[0]
+    torch.manual_seed(0)
+    net = create_model("vanilla", ["5pt"], width=1 / 16, input_size=64).eval()
+    with torch.no_grad():
+        u = net(torch.from_numpy(item["image"])[None], "5pt")["5pt"][0].numpy()
+    expected = apply_affine(item["inverse"].astype(np.float64), decode_points(u, 64))
+    (face,) = LandmarkDetector(net, "5pt", CropSpec(64, 1.25, "landmarks")).predict(str(path), [rec.box])
+    np.testing.assert_allclose(face.landmarks, expected, atol=1e-3)
