@@ -62,7 +62,7 @@ class Summary:
         out = [f"processed {self.images} image(s) and {self.frames} frame(s) of {self.videos} video(s): "
                f"{self.faces} face(s); {len(self.no_face)} without a face; {len(self.errors)} failed "
                "(unreadable or bad input)"]
-        out += [f"  failed: {path}: {why}" for path, why in self.errors]
+        out += [f"  failed: {why if why.startswith(path) else f'{path}: {why}'}" for path, why in self.errors]
         return out
 
 
@@ -303,19 +303,25 @@ def run(args: argparse.Namespace) -> int:
     try:
         runner = Runner(args, predictor, boxes, jsonl, summary)
         pending: list[tuple[Path, Path | None]] = []
-        bar = tqdm(files, desc="predict", unit="file", disable=not progress)
-        for path, root in bar:
+        bar = tqdm(total=len(files), desc="predict", unit="file", disable=not progress)
+
+        def flush_images() -> None:
+            runner.images(pending)
+            bar.update(len(pending))
+            bar.set_postfix(faces=summary.faces, failed=len(summary.errors))
+            pending.clear()
+
+        for path, root in files:
             if path.suffix.lower() in VIDEO_SUFFIXES and path.is_file():
-                runner.images(pending)
-                pending = []
+                flush_images()
                 runner.video(path, root, progress)
+                bar.update(1)
             else:
                 pending.append((path, root))
                 if len(pending) >= 16:
-                    runner.images(pending)
-                    pending = []
-            bar.set_postfix(faces=summary.faces, errors=len(summary.errors))
-        runner.images(pending)
+                    flush_images()
+        flush_images()
+        bar.close()
     finally:
         if jsonl is not None:
             jsonl.close()
