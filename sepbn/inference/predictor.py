@@ -137,11 +137,13 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
         return load_model(path, map_location="cpu")
     except CheckpointError:
         raise
-    except (RuntimeError, OSError, EOFError, ValueError, KeyError, ImportError) as e:
-        # torch.load of a cut zip: RuntimeError; safetensors: SafetensorError; JSON: ValueError.
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupt: {e}") from e
-    except Exception as e:  # noqa: BLE001 - e.g. pickle.UnpicklingError, safetensors errors
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupt: {type(e).__name__}: {e}") from e
+    except Exception as e:  # noqa: BLE001 - cut zips, bad JSON, safetensors and unpickling errors differ
+        detail = str(e)
+        for prefix in (f"{path}: ", f"{path / 'model.safetensors'}: "):  # the file is named once
+            detail = detail.removeprefix(prefix)
+        if not isinstance(e, (ValueError, RuntimeError, OSError)):
+            detail = f"{type(e).__name__}: {detail}"
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt: {detail}") from e
 
 
 def _choose_protocol(path: str | os.PathLike, available: Sequence[str], protocol: str | None) -> str:
