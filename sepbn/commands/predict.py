@@ -32,9 +32,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jsonl", help="JSON-lines output: one line per image or video frame")
     parser.add_argument("--boxes", help="face boxes: a .json {image: [[x0, y0, x1, y1], ...]} or a .jsonl "
                         "of {\"image\": ..., \"boxes\": [...]} lines (training box convention)")
-    parser.add_argument("--detector", choices=DETECTOR_CHOICES, default="haar",
+    parser.add_argument("--detector", choices=DETECTOR_CHOICES,
                         help="face detector for images without given boxes; 'full': the whole image is "
-                        "one face (pre-cropped faces) (default: haar)")
+                        "one face (pre-cropped faces) (default: haar, or none when --boxes is given)")
     parser.add_argument("--yunet-model", help="YuNet ONNX file (face_detection_yunet_2023mar.onnx)")
     parser.add_argument("--haar-cascade", help="Haar cascade XML (default: OpenCV's bundled frontal face)")
     parser.add_argument("--box-scale", type=float, help="detector box -> training box: side scale")
@@ -108,8 +108,9 @@ def _lookup(boxes: dict[str, np.ndarray], path: Path) -> np.ndarray | None:
 def _detector(args: argparse.Namespace):
     from sepbn.inference.detector import BoxCalibration, create_detector
 
-    model = args.yunet_model if args.detector == "yunet" else args.haar_cascade
-    detector = create_detector(args.detector, model=model)
+    name = args.detector or (None if args.boxes else "haar")
+    model = args.yunet_model if name == "yunet" else args.haar_cascade
+    detector = create_detector(name, model=model) if name else None
     calibration = None
     if args.box_scale is not None or args.box_shift is not None:
         dx, dy = args.box_shift or (0.0, 0.0)
@@ -130,6 +131,8 @@ class Runner:
             given = _lookup(self.boxes, key)
             if given is not None:
                 return given, np.ones(len(given))
+        if self.predictor.detector is None:
+            raise ValueError("no boxes for it in --boxes and no --detector")
         boxes, scores = self.predictor.detect(image)
         keep = scores >= self.args.min_score
         return boxes[keep], scores[keep]
@@ -233,6 +236,7 @@ class Runner:
                     writer.write(cv2.cvtColor(draw_faces(rgb, faces), cv2.COLOR_RGB2BGR))
             chunk.clear()
 
+        failure = None
         try:
             k = -1
             while True:
@@ -250,13 +254,15 @@ class Runner:
                 if len(chunk) >= max(1, self.args.batch_size // 4):
                     flush()
             flush()
+        except Exception as e:  # noqa: BLE001 - one bad video never stops the run
+            failure = f"frame {k}: {e}"
         finally:
             cap.release()
             bar.close()
             if writer is not None:
                 writer.release()
-        if frames_done == 0:
-            self.summary.errors.append((str(path), "no frame could be decoded"))
+        if failure is not None or frames_done == 0:
+            self.summary.errors.append((str(path), failure or "no frame could be decoded"))
             return
         self.summary.videos += 1
         self.summary.frames += frames_done

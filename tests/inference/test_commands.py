@@ -140,3 +140,19 @@ def test_boxes_file_reads_jsonl_and_our_own_output(tmp_path):
     bad.write_text("[1, 2")
     with pytest.raises(ValueError, match="bad.json"):
         read_boxes_file(bad)
+
+
+def test_boxes_without_detector_fail_per_image_and_per_video(checkpoint, folder, tmp_path, capsys):
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (32, 32))
+    writer.write(np.zeros((32, 32, 3), np.uint8))
+    writer.release()
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"a.png": [[5, 5, 30, 30]]}))
+    code = main(["predict", "--checkpoint", str(checkpoint), "--protocol", "5pt", "--boxes", str(boxes),
+                 "--no-progress", str(folder / "a.png"), str(folder / "sub" / "b.jpg"), str(video)])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "processed 1 image(s)" in captured.out and "2 failed" in captured.out
+    assert "b.jpg: no boxes for it in --boxes and no --detector" in captured.err
+    assert "clip.avi: frame 0: no boxes" in captured.err
