@@ -68,6 +68,12 @@ def rank_tag(rank: int | None = None, world_size: int | None = None) -> str:
 
 @dataclass(frozen=True)
 class DistInfo:
+    """This process' place in the run (``DistInfo()``: one process) and the DDP settings of ``[dist]``.
+
+    ``backend`` is the process group's ("gloo" / "nccl"; "none" without one); ``timeout_s`` bounds
+    every wait (collectives and :meth:`barrier`).
+    """
+
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0

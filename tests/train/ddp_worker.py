@@ -5,8 +5,8 @@ RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT in its environment).
 ``OUT/sync`` (dist.sync_bn), ``OUT/nosync``, and ``OUT/resume`` (one step, then ``resume=True``);
 each rank writes its step losses to ``OUT/rank<r>.json``.
 
-``ddp_worker.py die|hang CONFIG.toml OUT``: ``sepbn train`` where rank 1 raises (die) or sleeps
-(hang) at its second step.
+``ddp_worker.py die|hang|slow0 CONFIG.toml OUT``: ``sepbn train`` where rank 1 raises (die) or
+sleeps (hang) at its second step, or rank 0 sleeps before its first checkpoint (slow0).
 """
 
 from __future__ import annotations
@@ -42,7 +42,15 @@ def failing(mode: str, config: str, out: str) -> int:
     import sepbn.train.loop as loop
     from sepbn.cli import main
 
-    if os.environ["RANK"] == "1":
+    if mode == "slow0" and os.environ["RANK"] == "0":
+        save = loop.save_checkpoint
+
+        def slow_save(*args, **kwargs):
+            time.sleep(120)
+            return save(*args, **kwargs)
+
+        loop.save_checkpoint = slow_save
+    elif mode != "slow0" and os.environ["RANK"] == "1":
         calls = [0]
         original = loop.branch_losses
 

@@ -202,26 +202,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("mode,timeout_s", [("die", 20), ("hang", 10)])
-def test_a_failing_rank_ends_the_run_with_a_message(tiny_faces, tmp_path, mode, timeout_s):
-    """No torchrun agent to kill the survivors: rank 0 itself must stop within the timeout and say why."""
-    _tiny_toml(tiny_faces, tmp_path / "cfg.toml", timeout_s)
+def _launch_pair(mode: str, faces, tmp_path: Path, timeout_s: float, watch: int) -> tuple[int, float, list[str]]:
+    """Start ranks 0 and 1 of ``ddp_worker.py MODE`` by hand (no torchrun agent to stop the survivor);
+    wait for rank ``watch`` to exit and return its exit code, the seconds it took and both stderr texts."""
+    _tiny_toml(faces, tmp_path / "cfg.toml", timeout_s)
     port = str(_free_port())
-    procs, logs = [], []
+    procs = []
     for r in (0, 1):
-        logs.append(open(tmp_path / f"rank{r}.err", "w+"))
         env = _env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
-        procs.append(subprocess.Popen([sys.executable, str(WORKER), mode, str(tmp_path / "cfg.toml"),
-                                       str(tmp_path / "out")], env=env, stdout=subprocess.DEVNULL, stderr=logs[r]))
+        with open(tmp_path / f"rank{r}.err", "w") as err:
+            procs.append(subprocess.Popen([sys.executable, str(WORKER), mode, str(tmp_path / "cfg.toml"),
+                                           str(tmp_path / "out")], env=env, stdout=subprocess.DEVNULL, stderr=err))
     start = time.monotonic()
     try:
-        code = procs[0].wait(timeout=timeout_s + 60)
+        code = procs[watch].wait(timeout=timeout_s + 60)
         elapsed = time.monotonic() - start
     finally:
         for p in procs:
             p.kill() if p.poll() is None else None
             p.wait()
-    err = [(tmp_path / f"rank{r}.err").read_text() for r in (0, 1)]
+    return code, elapsed, [(tmp_path / f"rank{r}.err").read_text() for r in (0, 1)]
+
+
+@pytest.mark.parametrize("mode,timeout_s", [("die", 20), ("hang", 10)])
+def test_a_failing_rank_ends_the_run_with_a_message(tiny_faces, tmp_path, mode, timeout_s):
+    """Rank 1 raises (die) or sleeps (hang) at step 1: rank 0 stops within the timeout and says why."""
+    code, elapsed, err = _launch_pair(mode, tiny_faces, tmp_path, timeout_s, watch=0)
     assert code == 1, err[0][-2000:]
     assert "sepbn train [rank 0/2]: rank 0/2 lost the other ranks during a collective" in err[0], err[0][-2000:]
     assert elapsed < timeout_s + 45
@@ -229,6 +235,15 @@ def test_a_failing_rank_ends_the_run_with_a_message(tiny_faces, tmp_path, mode, 
         assert "sepbn train [rank 1/2]: RuntimeError: injected failure on rank 1 at step 1" in err[1]
     else:
         assert f"dist.timeout_s={timeout_s}" in err[0]
+
+
+def test_ranks_waiting_for_rank_0_give_up_after_the_timeout(tiny_faces, tmp_path):
+    """Rank 0 stalls while saving at the end of epoch 1 (as in a long validation): rank 1 fails at the barrier."""
+    code, elapsed, err = _launch_pair("slow0", tiny_faces, tmp_path, 8, watch=1)
+    assert code == 1, err[1][-2000:]
+    assert ("sepbn train [rank 1/2]: rank 1/2 waited in vain for the other ranks at the end of epoch 1 "
+            "(rank 0 validates and saves) (dist.timeout_s=8)") in err[1], err[1][-2000:]
+    assert elapsed < 8 + 45
 
 
 # --- the pure pieces -------------------------------------------------------------------------
