@@ -88,16 +88,21 @@ def window_max(input: Tensor, size: int) -> Tensor:
 
 
 def adaptive_max_pool(input: Tensor, size: int) -> Tensor:
-    """Adaptive max-pool to ``size`` x ``size``: the kernel with a sparse backward under eager autograd,
-    `window_max` otherwise (inference, compilers, export)."""
-    if (
-        torch.is_grad_enabled()
-        and input.requires_grad
-        and input.layout == torch.strided
-        and not (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting())
-    ):
+    """Adaptive max-pool to ``size`` x ``size``, by the fastest exact route for the context:
+
+    - eager autograd: the pooling kernel with a sparse backward (`_SparseMaxPool`);
+    - export (torch.export / ONNX) and tracing: `window_max` (plain slices and ``amax``: any input size exports);
+    - torch.compile: the pooling kernel (inductor calls ATen's for windows this large; with the channels-last
+      activations inductor picks for convolutions it is fast, where its own strided ``amax`` loops are not);
+    - eager inference: `window_max` for contiguous NCHW input, the kernel for channels-last.
+    """
+    if torch.compiler.is_exporting() or torch.jit.is_tracing() or torch.jit.is_scripting():
+        return window_max(input, size)
+    if torch.compiler.is_compiling():
+        return F.adaptive_max_pool2d(input, size)
+    if torch.is_grad_enabled() and input.requires_grad and input.layout == torch.strided:
         return _SparseMaxPool.apply(input, size)
-    return window_max(input, size)
+    return window_max(input, size) if input.is_contiguous() else F.adaptive_max_pool2d(input, size)
 
 
 class GroupedAttention(nn.Module):
