@@ -116,3 +116,8 @@ def test_brute_force_sepbn_routes_by_domain_label(tiny_faces, tmp_path):
     counts = [v.item() for k, v in ckpt["model"].items() if k.startswith("backbone.blocks.0.") and
               k.endswith("num_batches_tracked")]
     assert len(res.losses) == 2 and sorted(counts) == [0, 2, 2]  # faces of domains 0 and 1; branch 2 unused
+
+
+def test_tensorboard_log_when_enabled(tiny_faces, tmp_path):
+    train(_cfg(tiny_faces, "5pt", extra=["model.norm=bn", "train.max_steps=1", "train.tensorboard=true"]), tmp_path)
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
