@@ -90,6 +90,12 @@ class DistInfo:
     def tag(self) -> str:
         return rank_tag(self.rank, self.world_size)
 
+    @property
+    def forward_syncs(self) -> bool:
+        """True when a training forward pass runs collectives (synchronised BN across ranks): one
+        rank alone must not run one (the non-finite loss diagnosis then skips its probe forward)."""
+        return self.sync_bn and self.world_size > 1
+
     def wrap(self, model: nn.Module) -> nn.Module:
         """The module the loop calls forward on: ``model`` itself in one process, else DDP around it.
 

@@ -255,7 +255,8 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool | str | Path = False
             if not math.isfinite(loss_value):
                 def rerun(probe, images=images, protos=batch["protocol"]):
                     return probe(images, protocols=protos)
-                raise NonFiniteLossError(diagnose(model, step, loss_value, rerun))
+                # with synchronised BN a re-run would wait for ranks that are elsewhere: statistics only
+                raise NonFiniteLossError(diagnose(model, step, loss_value, None if dist.forward_syncs else rerun))
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if cfg.optim.grad_clip:

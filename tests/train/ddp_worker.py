@@ -5,8 +5,9 @@ RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT in its environment).
 ``OUT/sync`` (dist.sync_bn), ``OUT/nosync``, and ``OUT/resume`` (one step, then ``resume=True``);
 each rank writes its step losses to ``OUT/rank<r>.json``.
 
-``ddp_worker.py die|hang|slow0 CONFIG.toml OUT``: ``sepbn train`` where rank 1 raises (die) or
-sleeps (hang) at its second step, or rank 0 sleeps before its first checkpoint (slow0).
+``ddp_worker.py die|hang|nan|slow0 CONFIG.toml OUT``: ``sepbn train`` where rank 1 raises (die),
+sleeps (hang) or gets a NaN loss (nan) at its second step, or rank 0 sleeps before its first
+checkpoint (slow0). Extra arguments are passed to ``sepbn train``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def session(config: str, out: str) -> None:
     shutdown(info)
 
 
-def failing(mode: str, config: str, out: str) -> int:
+def failing(mode: str, config: str, out: str, *extra: str) -> int:
     import sepbn.train.loop as loop
     from sepbn.cli import main
 
@@ -59,11 +60,13 @@ def failing(mode: str, config: str, out: str) -> int:
             if calls[0] == 2:
                 if mode == "hang":
                     time.sleep(120)
+                if mode == "nan":
+                    return {p: loss * float("nan") for p, loss in original(*args, **kwargs).items()}
                 raise RuntimeError("injected failure on rank 1 at step 1")
             return original(*args, **kwargs)
 
         loop.branch_losses = branch_losses
-    return main(["train", config, "--out", out])
+    return main(["train", config, "--out", out, *extra])
 
 
 if __name__ == "__main__":

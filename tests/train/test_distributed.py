@@ -202,7 +202,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch_pair(mode: str, faces, tmp_path: Path, timeout_s: float, watch: int) -> tuple[int, float, list[str]]:
+def _launch_pair(mode: str, faces, tmp_path: Path, timeout_s: float, watch: int,
+                 extra: tuple[str, ...] = ()) -> tuple[int, float, list[str]]:
     """Start ranks 0 and 1 of ``ddp_worker.py MODE`` by hand (no torchrun agent to stop the survivor);
     wait for rank ``watch`` to exit and return its exit code, the seconds it took and both stderr texts."""
     _tiny_toml(faces, tmp_path / "cfg.toml", timeout_s)
@@ -212,7 +213,8 @@ def _launch_pair(mode: str, faces, tmp_path: Path, timeout_s: float, watch: int)
         env = _env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
         with open(tmp_path / f"rank{r}.err", "w") as err:
             procs.append(subprocess.Popen([sys.executable, str(WORKER), mode, str(tmp_path / "cfg.toml"),
-                                           str(tmp_path / "out")], env=env, stdout=subprocess.DEVNULL, stderr=err))
+                                           str(tmp_path / "out"), *extra], env=env, stdout=subprocess.DEVNULL,
+                                          stderr=err))
     start = time.monotonic()
     try:
         code = procs[watch].wait(timeout=timeout_s + 60)
@@ -235,6 +237,13 @@ def test_a_failing_rank_ends_the_run_with_a_message(tiny_faces, tmp_path, mode, 
         assert "sepbn train [rank 1/2]: RuntimeError: injected failure on rank 1 at step 1" in err[1]
     else:
         assert f"dist.timeout_s={timeout_s}" in err[0]
+
+
+def test_a_nan_loss_on_one_rank_with_sync_bn_is_reported_not_hung(tiny_faces, tmp_path):
+    """The diagnosis must not run a synchronised-BN forward on one rank alone."""
+    code, elapsed, err = _launch_pair("nan", tiny_faces, tmp_path, 20, watch=1, extra=("--set", "dist.sync_bn=true"))
+    assert code == 1 and "sepbn train [rank 1/2]: loss is nan at step 1; stopping." in err[1], err[1][-2000:]
+    assert elapsed < 20, err[1][-2000:]  # reported at once, not after the timeout
 
 
 def test_ranks_waiting_for_rank_0_give_up_after_the_timeout(tiny_faces, tmp_path):
