@@ -182,24 +182,23 @@ def _tiny_toml(faces, path: Path, timeout_s: float = 60) -> Path:
 
 
 def test_torchrun_sepbn_train_command(tiny_faces, tmp_path):
+    """One epoch (3 steps of 2 faces per rank) with validation on rank 0 while rank 1 waits."""
+    val = f'[{{"fmt": "csv", "source": "{tiny_faces["5pt"]}", "protocol": "5pt", "name": "val"}}]'
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "sepbn",
            "train", str(_tiny_toml(tiny_faces, tmp_path / "cfg.toml")), "--out", str(tmp_path / "out"),
-           "--set", "train.max_steps=2", "--set", "train.log_every=1", "--set", "optim.lr_scaling=linear"]
+           "--set", "train.max_steps=3", "--set", "train.log_every=1", "--set", "optim.lr_scaling=linear",
+           "--set", f"data.val={val}"]
     proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 processes (gloo) x batch 2 = effective batch 4; learning rates x2 " in proc.stdout
-    assert proc.stdout.count("done: 2 steps") == 1  # rank 0 alone reports
+    assert proc.stdout.count("done: 3 steps, 1 epochs, best validation NME") == 1  # rank 0 alone reports
     ckpt = load_checkpoint(tmp_path / "out" / "last.pt")
-    assert ckpt["world_size"] == 2 and ckpt["step"] == 2
+    assert ckpt["world_size"] == 2 and ckpt["step"] == 3 and (tmp_path / "out" / "best.pt").is_file()
     with open(tmp_path / "out" / "train.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["step"] for r in rows] == ["1", "2"] and float(rows[0]["lr"]) == pytest.approx(2e-3)  # 1e-3 x 2
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    assert [r["step"] for r in rows] == ["1", "2", "3"] and float(rows[0]["lr"]) == pytest.approx(2e-3)  # 1e-3 x 2
+    with open(tmp_path / "out" / "val.csv") as f:
+        assert len(list(csv.DictReader(f))) == 1
 
 
 def _launch_pair(mode: str, faces, tmp_path: Path, timeout_s: float, watch: int,
