@@ -201,6 +201,12 @@ def test_torchrun_sepbn_train_command(tiny_faces, tmp_path):
         assert len(list(csv.DictReader(f))) == 1
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _launch_pair(mode: str, faces, tmp_path: Path, timeout_s: float, watch: int,
                  extra: tuple[str, ...] = ()) -> tuple[int, float, list[str]]:
     """Start ranks 0 and 1 of ``ddp_worker.py MODE`` by hand (no torchrun agent to stop the survivor);
