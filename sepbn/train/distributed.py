@@ -141,6 +141,24 @@ class DistInfo:
         weights = local * self.world_size / total.clamp_min(1.0)
         return {p: weights[i] for i, p in enumerate(protocols) if p in counts}
 
+    def global_losses(self, loss: float, losses: Mapping[str, torch.Tensor], weights: Mapping[str, object],
+                      protocols: Sequence[str], device: torch.device | str | None = None) -> dict[str, float | str]:
+        """The log row's ``loss`` and ``loss/<protocol>`` (its mean over the global batch; "" when no
+        rank has the protocol). Several ranks: one all-reduce, so every rank must call it."""
+        if self.world_size == 1:
+            return {"loss": loss, **{f"loss/{p}": losses[p].item() if p in losses else "" for p in protocols}}
+        import torch.distributed as dist
+
+        # rank r's weighted branch loss, averaged over ranks, is the branch mean over the global batch
+        values = [loss] + [float(losses[p] * weights[p]) if p in losses else 0.0 for p in protocols]
+        values += [float(p in losses) for p in protocols]
+        total = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.all_reduce(total)
+        total = total.tolist()
+        n = len(protocols)
+        return {"loss": total[0] / self.world_size, **{
+            f"loss/{p}": total[1 + i] / self.world_size if total[1 + n + i] else "" for i, p in enumerate(protocols)}}
+
     def barrier(self, what: str) -> None:
         """Wait for every rank; fail after ``timeout_s`` with a message naming ``what`` was awaited."""
         if self.world_size == 1:

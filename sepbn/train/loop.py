@@ -272,8 +272,8 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool | str | Path = False
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", tau=f"{tau:.1f}", img_s=f"{ips:.0f}")
             if step % tc.log_every == 0:
                 logger.log("train", {
-                    "step": step, "epoch": epoch, "loss": loss_value,
-                    **{f"loss/{p}": losses[p].item() if p in losses else "" for p in protocols},
+                    "step": step, "epoch": epoch,  # losses over the global batch (all ranks)
+                    **dist.global_losses(loss_value, losses, weights, list(protocols), device),
                     "lr": lr, "tau": tau, "images_per_s": ips,
                 }, step)
             if tc.max_steps is not None and step >= tc.max_steps:

@@ -115,8 +115,13 @@ def test_ddp_with_sync_bn_equals_single_process_on_the_global_batch(ddp_runs, tm
     floats = [k for k, v in ref.items() if v.is_floating_point()]
     assert _max_diff(ref, init, floats) > 1e-2  # the runs did move
     assert _max_diff(ref, got, floats) < 2e-5  # parameters and running statistics
-    with open(out / "sync" / "train.csv") as f:  # rank 0 alone logs
-        assert [int(r["step"]) for r in csv.DictReader(f)] == list(range(1, STEPS + 1))
+    rows, ref_rows = (list(csv.DictReader(open(folder / "train.csv"))) for folder in (out / "sync", tmp_path))
+    assert [int(r["step"]) for r in rows] == list(range(1, STEPS + 1))  # rank 0 alone logs
+    for got_row, ref_row in zip(rows, ref_rows):  # the logged losses are those of the global batch
+        for key in ("loss", "loss/300w68", "loss/5pt"):
+            assert (got_row[key] == "") == (ref_row[key] == "") and float(got_row[key] or 0) == pytest.approx(
+                float(ref_row[key] or 0), abs=1e-5), key
+    assert rows[0]["loss/5pt"] == ""  # no rank had a 5-point face in step 0
 
 
 def _ghost_reference(cfg: dict) -> dict:
