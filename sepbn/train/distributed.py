@@ -3,7 +3,7 @@
 ``torchrun --nproc_per_node N -m sepbn train CONFIG`` runs the same loop as one process (paper
 section V-A recipe, section IV CNT) on N ranks. The loop only asks a :class:`DistInfo` for
 ``rank``, ``world_size``, ``is_main`` (rank 0 alone writes logs and checkpoints), ``wrap``,
-``branch_weights`` and ``barrier``; single-process training is ``DistInfo()`` and never touches
+``branch_weights``, ``global_losses``, ``forward_syncs`` and ``barrier``; single-process training is ``DistInfo()`` and never touches
 ``torch.distributed``. Decisions (docs/distributed.md gives the reasons at length):
 
 * Batch: ``train.batch_size`` is per process; the effective batch is ``batch_size * world_size``.
@@ -12,14 +12,16 @@ section V-A recipe, section IV CNT) on N ranks. The loop only asks a :class:`Dis
   effective / reference (:func:`lr_scale`).
 * CNT loss: one branch loss per protocol is the mean over that protocol's rows of the *global*
   batch. Rank r weights its branch mean by ``n_pr * W / N_p`` (``N_p`` all-reduced), so DDP's
-  gradient average equals the gradient of the single-process loss on the global batch.
+  gradient average equals the gradient of the single-process loss on the global batch. The
+  logged losses are reduced the same way (:meth:`DistInfo.global_losses`).
 * A head whose protocol has no row on a rank gets no gradient there: DDP runs with
   ``find_unused_parameters=True`` when the network has several heads (the set of used heads
   changes from step to step, so a static graph is impossible, and feeding zero-row batches to
   every head would need a mean over zero rows). One graph walk per step is cheap next to the
   backbone. Single-head networks use every parameter every step and skip the walk.
 * ``dist.sync_bn``: BN layers and SepBN's inner normalisation become ``nn.SyncBatchNorm`` on GPUs,
-  :class:`~.sync_bn.CPUSyncBatchNorm` on CPUs; the K mapping sets and attentions stay per layer, replicated by DDP.
+  :class:`~.sync_bn.CPUSyncBatchNorm` on CPUs; the K mapping sets and attentions stay per layer,
+  replicated by DDP.
 * Validation runs on rank 0 with the unwrapped model (eval mode: no collective); the other ranks
   wait at :meth:`DistInfo.barrier`, which fails after ``dist.timeout_s`` instead of hanging.
 * Failures: collectives time out after ``dist.timeout_s``; NCCL gets
