@@ -66,8 +66,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except Exception as e:
         message = collective_failure(e, dist)
-        if message is None:  # a bug or an unexpected failure: say which rank, keep the traceback
-            print(f"{prog}: {type(e).__name__}: {e}", file=sys.stderr)
+        if message is None:  # a bug or an unexpected failure: keep the traceback, say which rank
+            if dist.world_size > 1:
+                print(f"{prog}: {type(e).__name__}: {e}", file=sys.stderr)
             raise
         print(f"{prog}: {message}", file=sys.stderr)
         return 1
