@@ -53,7 +53,8 @@ def vanilla_cnn(norm_layer: Callable[[int], nn.Module], width: float, size: int,
             cin = cout
         side = size // 64
         hidden = max(1, round(1024 * width))
-        layers += [nn.Flatten(), nn.Linear(cin * side * side, hidden), nn.LeakyReLU(0.01), nn.Linear(hidden, 2 * points)]
+        layers += [nn.Flatten(), nn.Linear(cin * side * side, hidden), nn.LeakyReLU(0.01),
+                   nn.Linear(hidden, 2 * points)]
         return nn.Sequential(*layers)
 
 
@@ -174,7 +175,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
+    cpu = f"CPU, {torch.get_num_threads()} threads"
+    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else cpu
     print(f"VanillaCNN width={args.width} batch={args.batch} {args.size}x{args.size} on {device_name}; "
           f"torch {torch.__version__}; medians of {args.steps} interleaved steps")
     base = args.variants[0]
@@ -188,7 +190,8 @@ def main() -> None:
         infer = interleaved(runners, "infer", args.steps)
         memory = {r.name: r.peak_memory() for r in runners}
         print(f"\n[{mode}] (warm-up incl. compilation {warm:.0f} s)")
-        print(f"{'variant':<12} {'train ms':>9} {'ratio':>6} {'infer ms':>9} {'ratio':>6} {'memory MB':>10} {'ratio':>6}")
+        print(f"{'variant':<12} {'train ms':>9} {'ratio':>6} {'infer ms':>9} {'ratio':>6} "
+              f"{'memory MB':>10} {'ratio':>6}")
         for name in args.variants:
             print(f"{name:<12} {train[name] * 1e3:9.1f} {train[name] / train[base]:6.3f} "
                   f"{infer[name] * 1e3:9.1f} {infer[name] / infer[base]:6.3f} "

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-__all__ = ["mix_affine", "batch_stats", "fast_batch_stats", "update_running_stats", "fold_affine", "apply_affine", "sep_batch_norm"]
+__all__ = ["mix_affine", "batch_stats", "fast_batch_stats", "update_running_stats", "fold_affine", "apply_affine",
+           "sep_batch_norm"]
 
 
 def mix_affine(attention: Tensor, weight: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
@@ -116,10 +117,17 @@ def apply_affine(input: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
     return torch.addcmul(shift.reshape(n, c, 1, 1).to(input.dtype), input, scale.reshape(n, c, 1, 1).to(input.dtype))
 
 
+def _tracing() -> bool:
+    """True under torch.compile / torch.export / jit: they get plain ops, which they fuse or export."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
+
+
+def _records_grad(*tensors: Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
 def _eager_no_grad(*tensors: Tensor) -> bool:
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        return False
-    return not (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting())
+    return not _records_grad(*tensors) and not _tracing()
 
 
 class _FoldedAffine(torch.autograd.Function):
@@ -205,7 +213,7 @@ def sep_batch_norm(
     stat_dtype = weight.dtype if weight.dtype in (torch.float32, torch.float64) else torch.float32
     if use_batch:
         # the fused backward differentiates the statistics itself; plain ops need differentiable ones
-        plain = not fused and (torch.compiler.is_compiling() or (input.requires_grad and torch.is_grad_enabled()))
+        plain = not fused and (_tracing() or _records_grad(input))
         mean, var = batch_stats(input) if plain else fast_batch_stats(input)
         mean, var = mean.to(stat_dtype), var.to(stat_dtype)
         if training and running_mean is not None and running_var is not None:
@@ -221,8 +229,6 @@ def sep_batch_norm(
 
 
 def _use_fused(*tensors: Tensor) -> bool:
-    """The analytic backward pays off only when autograd records; tracing compilers get plain ops to fuse."""
-    if not torch.is_grad_enabled() or not any(t.requires_grad for t in tensors):
-        return False
-    return not (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting())
+    """The analytic backward pays off only when eager autograd records."""
+    return _records_grad(*tensors) and not _tracing()
 

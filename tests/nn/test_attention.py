@@ -57,7 +57,8 @@ def test_sparse_pool_gradient_equals_dense():
     torch.testing.assert_close(x.grad, y.grad)
 
 
-@pytest.mark.parametrize("shape, size", [((2, 3, 128, 128), 3), ((1, 2, 7, 5), 3), ((2, 2, 4, 4), 4), ((1, 1, 9, 9), 1)])
+@pytest.mark.parametrize("shape, size", [((2, 3, 128, 128), 3), ((1, 2, 7, 5), 3), ((2, 2, 4, 4), 4),
+                                         ((1, 1, 9, 9), 1)])
 def test_window_max_equals_adaptive_max_pool(shape, size):
     x = torch.randn(*shape)
     torch.testing.assert_close(window_max(x, size), F.adaptive_max_pool2d(x, size), rtol=0, atol=0)

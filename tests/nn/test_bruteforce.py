@@ -83,7 +83,8 @@ def test_for_each_domain_and_best_per_sample():
     best, choice = best_per_sample(outputs, lambda out: (out - target).flatten(1).abs().mean(1))
     assert choice.tolist() == [1, 2, 2, 2, 2]
     torch.testing.assert_close(best, target)
-    dict_best, _ = best_per_sample([{"a": o} for o in outputs], lambda out: (out["a"] - target).flatten(1).abs().mean(1))
+    dict_best, _ = best_per_sample([{"a": o} for o in outputs],
+                                   lambda out: (out["a"] - target).flatten(1).abs().mean(1))
     torch.testing.assert_close(dict_best["a"], target)
 
 
