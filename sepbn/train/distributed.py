@@ -3,8 +3,8 @@
 ``torchrun --nproc_per_node N -m sepbn train CONFIG`` runs the same loop as one process (paper
 section V-A recipe, section IV CNT) on N ranks. The loop only asks a :class:`DistInfo` for
 ``rank``, ``world_size``, ``is_main`` (rank 0 alone writes logs and checkpoints), ``wrap``,
-``branch_weights``, ``global_losses``, ``forward_syncs`` and ``barrier``; single-process training is ``DistInfo()`` and never touches
-``torch.distributed``. Decisions (docs/distributed.md gives the reasons at length):
+``branch_weights``, ``global_losses``, ``forward_syncs`` and ``barrier``; single-process training
+is ``DistInfo()`` and never touches ``torch.distributed``. Decisions (docs/distributed.md gives the reasons at length):
 
 * Batch: ``train.batch_size`` is per process; the effective batch is ``batch_size * world_size``.
   Every learning rate of the config is for ``optim.lr_reference_batch`` faces (default: one
