@@ -92,19 +92,19 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    """Restore the states saved by :func:`rng_state`."""
+    """Restore the states saved by :func:`rng_state` (also when the checkpoint was mapped to a GPU)."""
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     n = state["numpy"]
     np.random.set_state({
         "bit_generator": n["bit_generator"],
-        "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
+        "state": {"key": n["key"].cpu().numpy().astype(np.uint32), "pos": n["pos"]},
         "has_gauss": n["has_gauss"],
         "gauss": n["gauss"],
     })
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())
     if state.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def save_checkpoint(path: str | Path, state: dict) -> Path:
