@@ -175,8 +175,8 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool | str | Path = False
         optimizer.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"]) if ckpt.get("scaler") else None
         step, start_epoch, skip = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
-        if skip and ckpt.get("world_size", 1) != dist.world_size:  # the epoch's shares differ
-            raise ValueError(f"{path} stopped mid-epoch with {ckpt.get('world_size', 1)} processes; "
+        if ckpt.get("world_size", 1) != dist.world_size:  # other shares, steps per epoch and LR schedule
+            raise ValueError(f"{path} was written by a run of {ckpt.get('world_size', 1)} processes; "
                              f"resume it with as many (got {dist.world_size})")
         best = ckpt.get("best_nme", math.inf)
         # mid-epoch: replay the epoch's draws from its start state, then continue from the saved state

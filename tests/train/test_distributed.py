@@ -178,6 +178,12 @@ def test_distributed_resume_reproduces_the_uninterrupted_run(ddp_runs):
     assert load_checkpoint(out / "resume" / "last.pt")["world_size"] == 2
 
 
+def test_resume_with_another_number_of_processes_is_refused(ddp_runs, tmp_path):
+    out, cfg = ddp_runs
+    with pytest.raises(ValueError, match="written by a run of 2 processes; resume it with as many .got 1."):
+        train(config_from_dict(cfg), tmp_path, resume=out / "resume" / "last.pt")
+
+
 def _tiny_toml(faces, path: Path, timeout_s: float = 60) -> Path:
     path.write_text(
         f'[model]\nwidth = 0.0625\ninput_size = 64\n[[data.train]]\nfmt = "csv"\nsource = "{faces["5pt"]}"\n'
