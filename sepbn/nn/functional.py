@@ -154,8 +154,8 @@ class _FoldedAffine(torch.autograd.Function):
         input, gamma_hat, mean, invstd = ctx.saved_tensors
         n, c = gamma_hat.shape
         dtype = gamma_hat.dtype
-        s1 = grad_out.sum(dim=(2, 3), dtype=dtype)
-        sxy = torch.einsum("nchw,nchw->nc", grad_out, input).to(dtype)
+        s1, sxy = _sums(grad_out, input)
+        s1, sxy = s1.to(dtype), sxy.to(dtype)
         s2 = (sxy - mean * s1) * invstd  # sum_hw dy * x_hat
         p = gamma_hat * invstd
         if ctx.batch_statistics:
@@ -169,6 +169,21 @@ class _FoldedAffine(torch.autograd.Function):
         else:
             grad_in = apply_affine(grad_out, p, torch.zeros_like(p))
         return grad_in, s2, s1, None, None, None
+
+
+def _sums(grad_out: Tensor, input: Tensor) -> tuple[Tensor, Tensor]:
+    """(sum_hw dy, sum_hw dy * x), each (N, C), in one read of both: BatchNorm's backward reduction kernel
+    on the (1, N*C, H, W) views (mean 0, invstd 1) where the layout allows, einsum otherwise."""
+    n, c, h, w = input.shape
+    if (grad_out.dtype == input.dtype and input.dtype in (torch.float32, torch.float64)
+            and grad_out.is_contiguous() and input.is_contiguous()):
+        zeros, ones = input.new_zeros(n * c), input.new_ones(n * c)
+        _, sxy, s1 = torch.ops.aten.native_batch_norm_backward(
+            grad_out.view(1, n * c, h, w), input.view(1, n * c, h, w), None, None, None, zeros, ones, True, 0.0,
+            [False, True, True])
+        return s1.view(n, c), sxy.view(n, c)
+    acc = torch.float64 if input.dtype == torch.float64 else torch.float32
+    return grad_out.sum(dim=(2, 3), dtype=acc), torch.einsum("nchw,nchw->nc", grad_out, input).to(acc)
 
 
 def sep_batch_norm(

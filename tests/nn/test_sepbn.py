@@ -285,3 +285,12 @@ def test_onnx_export_matches_onnxruntime(tmp_path):
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (y,) = session.run(None, {"x": x.numpy()})
     torch.testing.assert_close(torch.from_numpy(y), net(x), atol=1e-5, rtol=1e-4)
+
+
+def test_without_running_stats_uses_batch_statistics_in_eval():
+    torch.manual_seed(0)
+    layer = SepBatchNorm2d(4, num_branches=1, num_groups=1, track_running_stats=False).eval()
+    bn = nn.BatchNorm2d(4, track_running_stats=False).eval()
+    x = torch.randn(3, 4, 5, 5) * 2 + 1
+    assert layer.norm.running_mean is None
+    torch.testing.assert_close(layer(x), bn(x))
