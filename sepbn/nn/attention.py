@@ -13,6 +13,8 @@ the attention pi with the temperature-controlled softmax of eq. (5), pi = softma
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -76,15 +78,21 @@ def _windows(size: int, out: int) -> list[tuple[int, int]]:
     return [((i * size) // out, -((-(i + 1) * size) // out)) for i in range(out)]
 
 
-def window_max(input: Tensor, size: int) -> Tensor:
-    """``F.adaptive_max_pool2d(input, size)`` as 2 * size strided ``amax`` reductions (rows, then columns).
+def _band_max(input: Tensor, dim: int, start: int, stop: int) -> Tensor:
+    if stop - start <= 8:  # short windows: elementwise maxima beat a reduction over a tiny dim
+        return functools.reduce(torch.maximum, [input.select(dim, i) for i in range(start, stop)])
+    return input.narrow(dim, start, stop - start).amax(dim)
 
-    Same values; on CPU 3-5x faster than the pooling kernel, and it exports to ONNX for any input size.
-    Under autograd it splits the gradient evenly among tied maxima (the kernel picks one).
+
+def window_max(input: Tensor, size: int) -> Tensor:
+    """``F.adaptive_max_pool2d(input, size)`` as row-band then column-band maxima (2 * size reductions).
+
+    Same values; on CPU 2-5x faster than the pooling kernel for NCHW input, and it exports to ONNX for
+    any input size. Under autograd it splits the gradient evenly among tied maxima (the kernel picks one).
     """
     h, w = input.shape[-2:]
-    rows = torch.stack([input[:, :, a:b, :].amax(dim=2) for a, b in _windows(h, size)], dim=2)  # (N, C, T, W)
-    return torch.stack([rows[..., a:b].amax(dim=-1) for a, b in _windows(w, size)], dim=-1)
+    rows = torch.stack([_band_max(input, 2, a, b) for a, b in _windows(h, size)], dim=2)  # (N, C, T, W)
+    return torch.stack([_band_max(rows, 3, a, b) for a, b in _windows(w, size)], dim=-1)
 
 
 def adaptive_max_pool(input: Tensor, size: int) -> Tensor:
