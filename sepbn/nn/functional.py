@@ -107,13 +107,19 @@ def apply_affine(input: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
     """
     n, c = scale.shape
     if _eager_no_grad(input, scale, shift) and input.dtype in (torch.float32, torch.float64):
-        if n == 1 or input.is_contiguous():
-            rows = n * c
-            flat = input if n == 1 else input.reshape(1, rows, *input.shape[2:])
-            zeros, ones = input.new_zeros(rows), input.new_ones(rows)
-            out = F.batch_norm(flat, zeros, ones, scale.reshape(-1).to(input.dtype), shift.reshape(-1).to(input.dtype),
-                               False, 0.0, 0.0)
-            return out.view_as(input)
+        weight, bias = scale.reshape(-1).to(input.dtype), shift.reshape(-1).to(input.dtype)
+        zeros, ones = input.new_zeros(n * c), input.new_ones(n * c)
+        if n == 1:
+            return F.batch_norm(input, zeros, ones, weight, bias, False, 0.0, 0.0)
+        if input.is_contiguous():
+            # write through a (1, N*C, H, W) view of a fresh tensor: the result must not be a view itself
+            # (autograd forbids in-place ops, e.g. ReLU(inplace=True), on views made inside a Function)
+            out = torch.empty_like(input)
+            flat_shape = (1, n * c, *input.shape[2:])
+            torch.ops.aten.native_batch_norm.out(
+                input.view(flat_shape), weight, bias, zeros, ones, False, 0.0, 0.0,
+                out=out.view(flat_shape), save_mean=input.new_empty(0), save_invstd=input.new_empty(0))
+            return out
     return torch.addcmul(shift.reshape(n, c, 1, 1).to(input.dtype), input, scale.reshape(n, c, 1, 1).to(input.dtype))
 
 

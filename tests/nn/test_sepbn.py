@@ -294,3 +294,15 @@ def test_without_running_stats_uses_batch_statistics_in_eval():
     x = torch.randn(3, 4, 5, 5) * 2 + 1
     assert layer.norm.running_mean is None
     torch.testing.assert_close(layer(x), bn(x))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_output_supports_inplace_activation(training):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), SepBatchNorm2d(8), nn.ReLU(inplace=True)).train(training)
+    x = torch.randn(4, 3, 7, 7)
+    y = net(x)
+    y.sum().backward()
+    assert y._base is None and (y >= 0).all() and net[0].weight.grad is not None
+    with torch.no_grad():
+        assert (net(x) >= 0).all()
