@@ -50,6 +50,11 @@ def test_degenerate_box_raises(bad):
         crop_matrix(bad, S)
 
 
+def _assert_close_images(a: np.ndarray, b: np.ndarray) -> None:
+    diff = np.abs(a.astype(int) - b.astype(int))
+    assert diff.max() <= 8 and diff.mean() < 0.5, (diff.max(), diff.mean())
+
+
 def test_flip_is_the_mirror_in_crop_pixels_and_twice_identity():
     params = AugmentParams(corner_shift=(0.05, -0.1, 0.02, 0.1), angle=12.0, shear=0.2, scale=1.1)
     plain = augment_matrix(BOX, S, 1.2, params)
@@ -58,8 +63,9 @@ def test_flip_is_the_mirror_in_crop_pixels_and_twice_identity():
     np.testing.assert_allclose(mirror, [[-1, 0, S - 1], [0, 1, 0]], atol=1e-9)  # x' = S - 1 - x
     img = _image()
     crop = warp_image(img, plain, S)
-    np.testing.assert_array_equal(warp_image(img, flipped, S), crop[:, ::-1])
-    np.testing.assert_array_equal(warp_image(warp_image(crop, mirror, S), mirror, S), crop)
+    # OpenCV 4 rounds sampling positions to 1/32 px, which is not mirror-symmetric: allow that.
+    _assert_close_images(warp_image(img, flipped, S), crop[:, ::-1])
+    _assert_close_images(warp_image(warp_image(crop, mirror, S), mirror, S), crop)
     pts = np.random.default_rng(2).uniform(0, S - 1, (5, 2))
     np.testing.assert_allclose(apply_affine(mirror, apply_affine(mirror, pts)), pts, atol=1e-9)
 
