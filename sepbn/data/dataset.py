@@ -110,6 +110,8 @@ class LandmarkDataset:
                                  f"protocol {self.protocol.name!r} needs ({L}, 2)")
         self.train = bool(train)
         self.image_size = int(image_size)
+        if augment is not None and not self.train:
+            raise ValueError("augment was given but train=False: evaluation crops are never augmented")
         self.augment = (augment or AugmentConfig()) if self.train else None
         self.box_scale = float(box_scale)
         if cache is not None and not isinstance(cache, FaceCache):

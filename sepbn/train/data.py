@@ -20,7 +20,10 @@ def dataset_name(d: DatasetConfig) -> str:
     """The name a dataset has in logs and results."""
     if d.name:
         return d.name
-    return f"{d.fmt}-{d.split}" if d.split else f"{d.fmt}-{d.protocol}"
+    if d.split:
+        return f"{d.fmt}-{d.split}"
+    # a user's protocol file names the dataset by its stem, not by its path
+    return f"{d.fmt}-{Path(d.protocol).stem if d.protocol.endswith(('.json', '.toml')) else d.protocol}"
 
 
 def dataset_names(entries: Sequence[DatasetConfig]) -> list[str]:
@@ -47,6 +50,10 @@ def resolve(root: str | Path, path: str | None) -> str | None:
     return str(p if p.is_absolute() else Path(root).expanduser() / p)
 
 
+# formats whose files may hold any protocol (the official formats each hold one)
+GENERIC_FORMATS = ("csv", "jsonl", "coco")
+
+
 def read_dataset_records(data: DataConfig, d: DatasetConfig) -> list:
     """The records of one configured dataset (``limit`` applied).
 
@@ -60,8 +67,11 @@ def read_dataset_records(data: DataConfig, d: DatasetConfig) -> list:
 
         records = load_synth(resolve(data.root, d.source), d.protocol, split=d.split or "train", **d.options)
     else:
+        options = dict(d.options)
+        if d.fmt in GENERIC_FORMATS:  # these carry any protocol: the config names it (a user's .json/.toml too)
+            options.setdefault("protocol", d.protocol)
         records = read_records(
-            d.fmt, resolve(data.root, d.source), images=resolve(data.root, d.images), split=d.split, **d.options
+            d.fmt, resolve(data.root, d.source), images=resolve(data.root, d.images), split=d.split, **options
         )
     records = list(records)
     if d.limit is not None:
@@ -84,7 +94,8 @@ def build_datasets(
         kwargs = {} if d.box_scale is None else {"box_scale": d.box_scale}
         cache = resolve(data.root, data.cache) if data.cache else None
         if cache is not None:
-            cache = str(Path(cache) / name)
+            # one folder per role: a train and a val entry of the same name must not share (and rebuild) it
+            cache = str(Path(cache) / f"{name}-{'train' if train else 'val'}")
         out[name] = LandmarkDataset(
             read_dataset_records(data, d), d.protocol, train=train and data.augment, image_size=image_size,
             augment=augment, cache=cache, seed=seed, **kwargs,

@@ -136,7 +136,7 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool | str | Path = False
             print(f"initialised from {tc.init_from} (its architecture; heads kept: {list(protocols)})")
     else:
         model = create_model(
-            cfg.model.arch, list(protocols), norm=cfg.model.norm, norm_kwargs=dict(cfg.model.norm_kwargs) or None,
+            cfg.model.arch, list(protocols.values()), norm=cfg.model.norm, norm_kwargs=dict(cfg.model.norm_kwargs) or None,
             placement=cfg.model.placement, width=cfg.model.width, input_size=size,
             pretrained=cfg.model.pretrained, adapter=cfg.model.adapter,
         )

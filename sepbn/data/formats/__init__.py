@@ -112,10 +112,14 @@ def read_records(
     issues = Issues(skip_invalid)
     src = [Path(s) for s in source] if isinstance(source, (list, tuple)) else Path(source)
     raw = reader(src, images=None if images is None else Path(images), split=split, issues=issues, **options)
+    # a protocol given by the caller may be a user's .json/.toml file that no name lookup knows
+    given = options.get("protocol")
+    given = None if given is None else get_protocol(given)
     out = []
     for rec in raw:
         with issues.record():
-            validate_record(rec, get_protocol(rec.protocol))
+            validate_record(rec, given if given is not None and rec.protocol == given.name
+                            else get_protocol(rec.protocol))
             if check_images:
                 check_record_image(rec, image_tolerance)
             out.append(rec)
