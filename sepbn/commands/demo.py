@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..io import atomic_write_bytes, atomic_write_text
+
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "demo"
 
 
@@ -61,8 +63,8 @@ def _overlay(result, dataset, path: Path, count: int = 6) -> Path:
         cv2.putText(crop, label, (4, 152), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
         tiles.append(crop)
     sheet = np.concatenate(tiles, axis=1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    atomic_write_bytes(path, png.tobytes())
     return path
 
 
@@ -136,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     ced = plot_ced({k: r.errors for k, r in results.items()}, 0.10, out / "ced.png",
                    title="SynthFaces 300w68 test", xlabel=normalizer_label("300w68", args.normalizer))
     overlay = _overlay(results["CNT+SepBN"], test_set, out / "overlay_cnt_sepbn.png")
-    (out / "results.json").write_text(json.dumps({"results": summaries, "train_seconds": timings}, indent=2))
+    atomic_write_text(out / "results.json", json.dumps({"results": summaries, "train_seconds": timings}, indent=2))
 
     print(f"\nSynthFaces 300w68 test split, {normalizer_label('300w68', args.normalizer)}; "
           f"train seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))

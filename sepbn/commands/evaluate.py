@@ -13,6 +13,8 @@ import argparse
 import json
 import sys
 
+from ..io import atomic_write_text
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="training checkpoint (.pt) or weights folder")
@@ -104,7 +106,6 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(format_results(results))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"checkpoint": str(args.checkpoint), "results": results}, f, indent=2)
+        atomic_write_text(args.json, json.dumps({"checkpoint": str(args.checkpoint), "results": results}, indent=2))
         print(f"results written to {args.json}")
     return 0

@@ -15,6 +15,8 @@ import json
 import sys
 from pathlib import Path
 
+from ..io import atomic_write_text
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="training checkpoint (.pt) or safetensors folder")
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     report = export_model(detector.model, detector.protocol.name, args.fmt, out, detector.crop.input_size,
                           check=not args.no_check, tolerance=args.tolerance, domain=detector.domain)
     info = out.with_name(out.name + ".json")
-    info.write_text(json.dumps(deployment_info(detector, args.fmt), indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(info, json.dumps(deployment_info(detector, args.fmt), indent=2) + "\n")
     print(f"wrote {out} and {info}")
     if report is None:
         print("parity check skipped (--no-check)")

@@ -11,6 +11,7 @@ fail), 1 when every input failed, 2 when the checkpoint or the detector cannot b
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
+from ..io import atomic_open, atomic_write_bytes
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
@@ -197,10 +200,11 @@ class Runner:
     def write_image(self, dest: Path, rgb: np.ndarray) -> None:
         import cv2
 
-        dest.parent.mkdir(parents=True, exist_ok=True)
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-        if not cv2.imwrite(str(dest), bgr):
-            cv2.imwrite(str(dest.with_suffix(".png")), bgr)
+        ok, data = cv2.imencode(dest.suffix or ".png", bgr)
+        if not ok:  # a suffix OpenCV cannot encode: write a PNG beside it
+            dest, (ok, data) = dest.with_suffix(".png"), cv2.imencode(".png", bgr)
+        atomic_write_bytes(dest, data.tobytes())
 
     def video(self, path: Path, root: Path | None, progress: bool) -> None:
         import cv2
@@ -302,11 +306,9 @@ def run(args: argparse.Namespace) -> int:
     summary = Summary()
     files = list(expand_inputs(args.inputs, args.recursive))
     progress = not args.no_progress
-    jsonl = None
-    if args.jsonl:
-        Path(args.jsonl).parent.mkdir(parents=True, exist_ok=True)
-        jsonl = open(args.jsonl, "w", encoding="utf-8")
-    try:
+    with contextlib.ExitStack() as stack:
+        # the JSON-lines file appears under its name only once the run has ended (sepbn.io)
+        jsonl = stack.enter_context(atomic_open(args.jsonl, "w", encoding="utf-8")) if args.jsonl else None
         runner = Runner(args, predictor, boxes, jsonl, summary)
         pending: list[tuple[Path, Path | None]] = []
         bar = tqdm(total=len(files), desc="predict", unit="file", disable=not progress)
@@ -328,9 +330,6 @@ def run(args: argparse.Namespace) -> int:
                     flush_images()
         flush_images()
         bar.close()
-    finally:
-        if jsonl is not None:
-            jsonl.close()
     for line in summary.lines():
         print(line, file=sys.stderr if line.startswith("  ") else sys.stdout)
     done = summary.images + summary.videos

@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..io import atomic_write_text
 from .records import FaceRecord
 from .transforms import crop_matrix, invert_affine, warp_image
 
@@ -109,15 +110,6 @@ class FaceCache:
         return f"FaceCache({str(self.root)!r}, faces={len(self)}, size={self.size}, margin={self.margin})"
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def build_cache(
     records: Sequence[FaceRecord],
     root: str | Path,
@@ -168,7 +160,7 @@ def build_cache(
         "sources": [r.source for r in records],
         "matrices": matrices.reshape(n, 6).tolist(),
     }
-    _atomic_write_text(root / INDEX_NAME, json.dumps(meta))
+    atomic_write_text(root / INDEX_NAME, json.dumps(meta))
     for old in root.glob("faces-*.u8"):  # data files of earlier builds
         if old.name != data_name:
             old.unlink(missing_ok=True)

@@ -27,6 +27,7 @@ from typing import Callable, Literal, Sequence
 import torch
 from torch import nn
 
+from sepbn.io import atomic_path
 from sepbn.nn import domains
 
 __all__ = [
@@ -124,6 +125,12 @@ def export_onnx(module: nn.Module, path: str | Path, input_size: int) -> Path:
     program = program.run_decompositions(
         {torch.ops.aten.adaptive_max_pool2d.default: adaptive_max_pool2d_windows}
     )
+    with atomic_path(path) as tmp:
+        _onnx_export(program, x, tmp)
+    return path
+
+
+def _onnx_export(program, x: torch.Tensor, path: Path) -> None:
     torch.onnx.export(
         program,
         (x,),
@@ -135,7 +142,6 @@ def export_onnx(module: nn.Module, path: str | Path, input_size: int) -> Path:
         external_data=False,
         verbose=False,
     )
-    return path
 
 
 def export_torchscript(module: nn.Module, path: str | Path, input_size: int) -> Path:
@@ -146,7 +152,8 @@ def export_torchscript(module: nn.Module, path: str | Path, input_size: int) -> 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, still asked for
         traced = torch.jit.trace(module, _example(input_size), check_trace=False)
-    traced.save(str(path))
+    with atomic_path(path) as tmp:
+        traced.save(str(tmp))
     return path
 
 

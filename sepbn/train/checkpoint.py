@@ -13,9 +13,9 @@ A training checkpoint (``last.pt``, ``best.pt``) is one ``torch.save`` file that
 Weights for deployment: a folder holding ``model.safetensors`` (the state dict) and
 ``config.json`` (everything above except model/optimizer/rng).
 
-Writes are atomic: the bytes go to a temporary file in the same folder, are flushed and
-fsync'ed, then ``os.replace`` swaps the file in (atomic on POSIX and Windows). A crash or kill
-during the write leaves the previous checkpoint intact and at worst a stray temporary file.
+Writes are atomic (:mod:`sepbn.io`): the bytes go to a temporary file in the same folder, are
+flushed and fsync'ed, then ``os.replace`` swaps the file in (atomic on POSIX and Windows). A crash
+or kill during the write leaves the previous checkpoint intact and at worst a stray temporary file.
 
 Temperature: SepBN layers keep their softmax temperature in the state dict (buffer ``tau``), so
 a loaded model evaluates with the tau it was saved with (after the paper's annealing, 1); the
@@ -24,16 +24,15 @@ value is also recorded as ``temperature`` in the metadata for readers of config.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
 import random
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
+
+from ..io import atomic_write, atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "atomic_write",
@@ -47,30 +46,6 @@ __all__ = [
 
 FORMAT = "sepbn-checkpoint"
 VERSION = 1
-
-
-def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> Path:
-    """Call ``write(f)`` on a temporary file next to ``path``, fsync it, then rename it onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
-        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    return path
 
 
 def rng_state() -> dict:
@@ -137,9 +112,9 @@ def save_weights(folder: str | Path, state_dict: dict, meta: dict) -> Path:
 
     folder = Path(folder)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    atomic_write(folder / "model.safetensors", lambda f: f.write(st_save(tensors)))
+    atomic_write_bytes(folder / "model.safetensors", st_save(tensors))
     text = json.dumps(meta, indent=2, default=_json_default)
-    atomic_write(folder / "config.json", lambda f: f.write(text.encode("utf-8")))
+    atomic_write_text(folder / "config.json", text)
     return folder
 
 

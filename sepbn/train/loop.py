@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ..config import Config, config_to_dict, format_config
+from ..io import atomic_write_text
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, save_weights, set_rng_state
 from .data import build_datasets, train_loader
 from .distributed import DistInfo, scaled_optim
@@ -115,7 +116,7 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool | str | Path = False
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
         text = format_config(cfg)
-        (out / "config.toml").write_text(text, encoding="utf-8")
+        atomic_write_text(out / "config.toml", text)
         if tc.progress:
             print(f"# resolved config (also in {out / 'config.toml'})\n{text}")
     device = resolve_device(tc.device)
@@ -305,8 +306,8 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool | str | Path = False
     result.best_nme = None if best == math.inf else best
     if dist.is_main:
         export("final", result.val[-1] if result.val else {}, result.epoch, tau_of(max(result.epoch - 1, 0)))
-        (out / "summary.json").write_text(json.dumps({
+        atomic_write_text(out / "summary.json", json.dumps({
             "step": step, "epochs": sc.epochs, "best_nme": result.best_nme, "val": result.val,
-        }, indent=2), encoding="utf-8")
+        }, indent=2))
     logger.close()
     return result

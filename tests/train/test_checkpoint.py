@@ -93,7 +93,7 @@ def test_killed_writer_leaves_previous_checkpoint_loadable(tmp_path):
         def stuck(fd):
             open({str(tmp_path / 'ready')!r}, 'w').close()
             time.sleep(60)
-        ck.os.fsync = stuck
+        os.fsync = stuck  # every fsync of the write hangs: the bytes are written, the rename not done
         ck.save_checkpoint({str(path)!r}, {{"model": {{"w": torch.zeros(1000)}}, "model_args": {{}}}})
     """)
     child = subprocess.Popen([sys.executable, "-c", script])

@@ -19,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ...io import atomic_write_text
 from ..protocols import Protocol, get_protocol
 from ..records import FaceRecord, ImageReadError
 from .common import (
@@ -129,7 +130,6 @@ def write_coco(records: Sequence[FaceRecord], dest: Path, *, images: Path | None
         if r.attributes:
             ann["attributes"] = r.attributes
         anns.append(ann)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(json.dumps({"images": list(imgs.values()), "annotations": anns,
-                                "categories": list(cats.values())}, default=json_default), encoding="utf-8")
+    atomic_write_text(dest, json.dumps({"images": list(imgs.values()), "annotations": anns,
+                                        "categories": list(cats.values())}, default=json_default))
 

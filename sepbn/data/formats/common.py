@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ...io import atomic_write_text
 from ..protocols import Protocol
 from ..records import FaceRecord, ImageReadError
 from .errors import FormatError
@@ -173,10 +174,7 @@ def require_protocol(records: Sequence[FaceRecord], protocol: str, fmt: str) -> 
 
 def write_lines(dest: Path, lines: Sequence[str], newline: str = "\n") -> None:
     """Write text lines (creating the folder), each ended by ``newline``."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest, "w", encoding="utf-8", newline="") as fh:
-        fh.write("".join(line + newline for line in lines))
+    atomic_write_text(dest, "".join(line + newline for line in lines))
 
 
 def check_values(

@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ...io import atomic_open
 from ..protocols import Protocol, get_protocol
 from ..records import FaceRecord
 from .common import (
@@ -133,8 +134,7 @@ def write_csv(records: Sequence[FaceRecord], dest: Path, *, images: Path | None 
             row += [str(int(v)) for v in vis]
         row += [r.protocol] + [str(r.attributes[a]) if a in r.attributes else "" for a in attrs]
         out.append(row)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest, "w", newline="", encoding="utf-8") as fh:
+    with atomic_open(dest, "w", newline="", encoding="utf-8") as fh:
         csv.writer(fh, lineterminator="\n").writerows([header] + out)
 
 

@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ...io import atomic_path
 from .errors import FormatError
 
 __all__ = ["load_mat", "save_mat", "is_v73", "as_rows"]
@@ -116,9 +117,11 @@ def save_mat(path: Path, variables: Mapping[str, Any], version: str = "5") -> No
     if version == "5":
         import scipy.io
 
-        scipy.io.savemat(str(path), dict(variables), do_compression=True)
+        with atomic_path(path) as tmp:
+            scipy.io.savemat(str(tmp), dict(variables), do_compression=True)
     elif version == "7.3":
-        _save_v73(path, variables)
+        with atomic_path(path) as tmp:
+            _save_v73(tmp, variables)
     else:
         raise ValueError(f"MAT-file version must be '5' or '7.3', got {version!r}")
 

@@ -39,6 +39,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from ...io import atomic_open, atomic_write_bytes, atomic_write_text
 from ..protocols import WFLW_ATTRIBUTES, get_protocol
 from ..records import FaceRecord
 from .model import PROTOCOL_POINTS, Expression, Geometry, Pose, Shape, geometry
@@ -312,7 +313,7 @@ def _render_and_save(args) -> list:
                                [cv2.IMWRITE_JPEG_QUALITY, f.look.jpeg_quality])
         if not ok:
             raise OSError(f"{path}: JPEG encoding failed")
-        buf.tofile(str(path))
+        atomic_write_bytes(path, buf.tobytes())
         f.image = f.geom = None  # keep worker results small
         rows.append((split, str(path), f))
     return rows
@@ -441,7 +442,7 @@ def generate(
             per_split[split].append(_record(face, name, path))
         _write_protocol(out, name, per_split)
 
-    with open(out / "domains.csv", "w", newline="", encoding="utf-8") as fh:
+    with atomic_open(out / "domains.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(_CSV_FIELDS)
         for split, path, f in rows:
@@ -455,7 +456,7 @@ def generate(
         "seed": seed, "num": num, "num_train": num_train, "num_test": num - num_train, "size": list(hw),
         "protocols": names, "domains": [asdict(d) for d in domains], "counts": counts,
     }
-    (out / "synth.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    atomic_write_text(out / "synth.json", json.dumps(summary, indent=2))
     return summary
 
 
