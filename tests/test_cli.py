@@ -53,6 +53,29 @@ def test_train_then_eval(tiny_faces, tmp_path, capsys):
     assert "val5" in capsys.readouterr().out
 
 
+def test_brute_force_network_validates_and_evaluates_by_branch(tiny_faces, tmp_path, capsys):
+    cfg = _config(tmp_path, tiny_faces)
+    run = tmp_path / "run"
+    # one full epoch, so the loop validates (each face's best branch) and writes best.pt
+    assert main(["train", str(cfg), "--out", str(run), "--set", "model.norm=bruteforce",
+                 "--set", "schedule.epochs=1", "--set", "schedule.warmup_epochs=0"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert len(summary["val"]) == 1 and summary["val"][0]["nme"] > 0 and (run / "best.pt").is_file()
+    capsys.readouterr()
+    results = {}
+    for branch in ("best", "label", "0", "2"):
+        out_json = tmp_path / f"eval_{branch}.json"
+        assert main(["eval", "--checkpoint", str(run / "last.pt"), "--data", f"csv:{tiny_faces['5pt']}",
+                     "--branch", branch, "--json", str(out_json)]) == 0
+        assert "brute-force branch" in capsys.readouterr().out
+        results[branch] = json.loads(out_json.read_text())["results"][0]
+    assert results["label"]["branch_counts"] == [6, 6, 0] and results["2"]["branch_counts"] == [0, 0, 12]
+    assert results["best"]["nme"] <= min(results[b]["nme"] for b in ("label", "0", "2")) + 1e-9
+    assert main(["eval", "--checkpoint", str(run / "last.pt"), "--data", f"csv:{tiny_faces['5pt']}",
+                 "--branch", "7"]) == 1
+    assert "0..2, got 7" in capsys.readouterr().err
+
+
 def test_resume_flag_and_bad_override(tiny_faces, tmp_path, capsys):
     cfg = _config(tmp_path, tiny_faces)
     run = tmp_path / "run"

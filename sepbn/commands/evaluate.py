@@ -2,6 +2,7 @@
 
 Prints a table (NME, FR@8/10%, AUC@8/10% with the normaliser named; WFLW subsets and
 per-sub-domain NME when the data has them) and optionally writes the same numbers as JSON.
+``--branch`` chooses how brute-force SepBN networks are tested (default: each face's best branch).
 ``--data`` takes ``FMT:SOURCE`` (e.g. ``wflw:WFLW/list_98pt_rect_attr_test.txt``); ``--split``,
 ``--images``, ``--box-scale`` and ``--protocol`` apply to every ``--data``. ``--config`` instead
 evaluates the ``[[data.val]]`` datasets of an experiment config.
@@ -26,6 +27,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", default=None, help="protocol of the data (default: the checkpoint's head)")
     parser.add_argument("--box-scale", type=float, default=None, help="crop enlargement (default: training's)")
     parser.add_argument("--normalizer", default=None, help="NME normaliser name (default: the paper's)")
+    parser.add_argument("--branch", default=None, metavar="best|label|K",
+                        help="brute-force SepBN networks: keep each face's best branch (default, the paper's "
+                             "test), route by its domain label, or use branch K for every face")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
@@ -69,6 +73,8 @@ def format_results(results: list[dict]) -> str:
                 if group == "subsets" and k == "test":
                     continue
                 lines.append(_row(f"  {group[:-1] if group == 'domains' else 'subset'} {k}", v))
+        if "branch" in s:
+            lines.append(f"  brute-force branch: {s['branch']}; faces per branch {s['branch_counts']}")
     return "\n".join(lines)
 
 
@@ -99,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         for name, (key, ds) in zip(dataset_names(entries), datasets.items()):
             ced = args.ced if args.ced and len(datasets) == 1 else (f"{args.ced}.{name}.png" if args.ced else None)
             res = evaluate(model, ds, normalizer=args.normalizer, batch_size=args.batch_size, device=device,
-                           ced_path=ced, name=name)
+                           ced_path=ced, name=name, branch=args.branch)
             results.append(res.summary)
     except (FileNotFoundError, ValueError) as e:
         print(f"sepbn eval: {e}", file=sys.stderr)

@@ -9,24 +9,33 @@ the 128 px crop.
 The summary holds the mean NME, failure rates and AUC at 8% and 10% (fractions), the
 normaliser's name, the WFLW subsets (Table IX) when the records carry WFLW's attribute flags,
 per-sub-domain NME when they carry domain labels (SynthFaces), and the CED plot path if asked.
+
+Brute-force SepBN networks (paper III-A) need a branch per face: ``branch=k`` runs every face
+through branch k, ``"label"`` routes each face by its record's domain label, and ``"best"`` (the
+default for such networks, as the paper tests them) runs every branch and keeps each face's lowest
+NME, an oracle that needs the ground truth; the summary then counts the branches chosen.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, Union
 
 import numpy as np
 import torch
 
 from ..data.protocols import WFLW_ATTRIBUTES, get_protocol
 from ..data.transforms import decode_points
+from ..nn.bruteforce import BruteForceSepBN2d, best_per_sample, domains
 from .metrics import auc, failure_rate, nme, normalizer_label, plot_ced, wflw_subset_table
 
-__all__ = ["EvalResult", "predict", "evaluate", "summarize", "to_original"]
+__all__ = ["EvalResult", "predict", "evaluate", "summarize", "to_original", "num_domain_branches"]
 
 THRESHOLDS = (0.08, 0.10)
+
+Branch = Union[int, str, None]
 
 
 @dataclass
@@ -34,7 +43,8 @@ class EvalResult:
     """Per-face results of one dataset and their summary.
 
     ``predictions`` / ``landmarks``: (N, L, 2) original pixels; ``errors``: (N,) NME fractions;
-    ``indices``: positions in the dataset's records; ``domains``: (N,) ids (-1 unknown).
+    ``indices``: positions in the dataset's records; ``domains``: (N,) ids (-1 unknown);
+    ``branches``: (N,) brute-force branch used per face (-1 for networks without one).
     """
 
     name: str
@@ -45,6 +55,7 @@ class EvalResult:
     errors: np.ndarray
     indices: np.ndarray
     domains: np.ndarray
+    branches: np.ndarray
     summary: dict = field(default_factory=dict)
 
 
@@ -64,35 +75,87 @@ def _batches(data: Any, batch_size: int, workers: int):
                                        collate_fn=collate_landmarks)
 
 
+def num_domain_branches(model: torch.nn.Module) -> int:
+    """K of the network's brute-force SepBN layers (0 when it has none)."""
+    ks = {m.num_domains for m in model.modules() if isinstance(m, BruteForceSepBN2d)}
+    if len(ks) > 1:
+        raise ValueError(f"brute-force SepBN layers disagree on the number of branches: {sorted(ks)}")
+    return ks.pop() if ks else 0
+
+
+def _check_branch(branch: Branch, k: int) -> Branch:
+    if k == 0:
+        if branch is not None:
+            raise ValueError(f"branch={branch!r} applies to brute-force SepBN networks only; this one has none")
+        return None
+    if branch is None:
+        return "best"
+    if isinstance(branch, str) and branch.lstrip("-").isdigit():
+        branch = int(branch)
+    if branch in ("best", "label") or (isinstance(branch, int) and 0 <= branch < k):
+        return branch
+    raise ValueError(f"branch must be 'best', 'label' or an int in 0..{k - 1}, got {branch!r}")
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, data: Any, protocol: str, *, batch_size: int = 32,
-            device: str | torch.device = "cpu", workers: int = 0) -> dict[str, np.ndarray]:
+            device: str | torch.device = "cpu", workers: int = 0, branch: Branch = None,
+            normalizer: str | None = None) -> dict[str, np.ndarray]:
     """Run ``model``'s ``protocol`` head over ``data`` (a LandmarkDataset or a DataLoader of
-    ``collate_landmarks`` batches); arrays in original pixels, in dataset order."""
+    ``collate_landmarks`` batches); arrays in original pixels, in dataset order.
+
+    ``branch`` (brute-force SepBN networks only, default ``"best"``): an int, ``"label"`` or
+    ``"best"`` (per face the branch of lowest NME under ``normalizer``), see the module doc."""
     device = torch.device(device)
     heads = getattr(model, "output_protocols", None)
     if heads is not None and protocol not in heads:
         raise ValueError(f"the model predicts {list(heads)}, not protocol {protocol!r}")
+    k = num_domain_branches(model)
+    branch = _check_branch(branch, k)
     was_training = model.training
     model.eval()
-    parts: dict[str, list] = {k: [] for k in ("predictions", "landmarks", "boxes", "indices", "domains")}
+    keys = ("predictions", "landmarks", "boxes", "indices", "domains", "branches")
+    parts: dict[str, list] = {key: [] for key in keys}
     try:
         for batch in _batches(data, batch_size, workers):
             if set(batch["protocol"]) != {protocol}:
                 raise ValueError(f"batch holds protocols {sorted(set(batch['protocol']))}, expected {protocol!r}")
             images = batch["image"].to(device)
-            u = model(images, protocols=protocol)[protocol].float().cpu().numpy()
             size = images.shape[-1]
-            parts["predictions"].append(to_original(u, batch["inverse"].numpy(), size))
-            parts["landmarks"].append(batch["landmarks"][protocol].numpy().astype(np.float64))
-            parts["boxes"].append(batch["box"].numpy().astype(np.float64))
+            inverse = batch["inverse"].numpy()
+            landmarks = batch["landmarks"][protocol].numpy().astype(np.float64)
+            boxes = batch["box"].numpy().astype(np.float64)
+
+            def run(route: Any) -> np.ndarray:
+                with domains(route) if route is not None else contextlib.nullcontext():
+                    u = model(images, protocols=protocol)[protocol].float().cpu().numpy()
+                return to_original(u, inverse, size)
+
+            if branch is None or isinstance(branch, int):
+                points = run(branch)
+                chosen = np.full(len(images), -1 if branch is None else branch)
+            elif branch == "label":
+                labels = batch["domain"]
+                if bool((labels < 0).any()) or bool((labels >= k).any()):
+                    raise ValueError(f"branch='label' needs every face's domain label in 0..{k - 1}; "
+                                     f"this batch has {sorted(set(labels.tolist()))}")
+                points, chosen = run(labels), labels.numpy()
+            else:  # "best": the paper's test of brute-force SepBN, one pass per branch
+                outputs = [torch.from_numpy(run(j)) for j in range(k)]
+                best, choice = best_per_sample(outputs, lambda out: torch.from_numpy(
+                    nme(out.numpy(), landmarks, protocol, boxes=boxes, normalizer=normalizer)))
+                points, chosen = best.numpy(), choice.numpy()
+            parts["predictions"].append(points)
+            parts["landmarks"].append(landmarks)
+            parts["boxes"].append(boxes)
             parts["indices"].append(batch["index"].numpy())
             parts["domains"].append(batch["domain"].numpy())
+            parts["branches"].append(np.asarray(chosen, dtype=np.int64))
     finally:
         model.train(was_training)
     if not parts["predictions"]:
         raise ValueError("evaluate got an empty dataset")
-    return {k: np.concatenate(v) for k, v in parts.items()}
+    return {key: np.concatenate(v) for key, v in parts.items()}
 
 
 def _rates(e: np.ndarray, thresholds: Sequence[float]) -> dict[str, float]:
@@ -128,19 +191,20 @@ def summarize(errors: np.ndarray, protocol: str, *, normalizer: str | None = Non
 def evaluate(model: torch.nn.Module, data: Any, protocol: str | None = None, *, normalizer: str | None = None,
              batch_size: int = 32, device: str | torch.device = "cpu", workers: int = 0,
              thresholds: Sequence[float] = THRESHOLDS, ced_path: str | Path | None = None,
-             name: str = "") -> EvalResult:
+             name: str = "", branch: Branch = None) -> EvalResult:
     """Evaluate ``model`` on a ``LandmarkDataset`` (or a DataLoader over one).
 
     ``protocol`` defaults to the dataset's; ``normalizer`` names one of the protocol's
     normalisers (default: the paper's). The records' ``attributes`` supply the WFLW flags and
-    the SynthFaces domain names.
+    the SynthFaces domain names. ``branch``: see `predict` (brute-force SepBN networks).
     """
     dataset = data.dataset if isinstance(data, torch.utils.data.DataLoader) else data
     ds_protocol = getattr(getattr(dataset, "protocol", None), "name", None)
     protocol = get_protocol(protocol or ds_protocol).name
     if ds_protocol is not None and ds_protocol != protocol:
         raise ValueError(f"dataset is annotated in {ds_protocol!r}, evaluation asked for {protocol!r}")
-    out = predict(model, data, protocol, batch_size=batch_size, device=device, workers=workers)
+    out = predict(model, data, protocol, batch_size=batch_size, device=device, workers=workers,
+                  branch=branch, normalizer=normalizer)
     errors = nme(out["predictions"], out["landmarks"], protocol, boxes=out["boxes"], normalizer=normalizer)
     records = getattr(dataset, "records", None)
     attributes = domain_names = None
@@ -150,6 +214,10 @@ def evaluate(model: torch.nn.Module, data: Any, protocol: str | None = None, *, 
                         for a in attributes if "domain_id" in a}
     summary = summarize(errors, protocol, normalizer=normalizer, attributes=attributes, domains=out["domains"],
                         domain_names=domain_names, thresholds=thresholds, name=name)
+    if np.any(out["branches"] >= 0):
+        k = num_domain_branches(model)
+        summary["branch"] = _check_branch(branch, k)
+        summary["branch_counts"] = np.bincount(out["branches"], minlength=k).tolist()
     if ced_path is not None:
         summary["ced"] = str(plot_ced({name or protocol: errors}, max(thresholds), ced_path,
                                       xlabel=summary["normalizer"]))

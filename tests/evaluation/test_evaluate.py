@@ -8,6 +8,7 @@ from torch import nn
 from sepbn.data import LandmarkDataset
 from sepbn.data.formats import read_records
 from sepbn.evaluation.evaluate import evaluate, summarize, to_original
+from sepbn.nn import BruteForceSepBN2d, current_domains
 
 
 class Oracle(nn.Module):
@@ -75,3 +76,52 @@ def test_summary_has_wflw_subsets_when_flags_exist():
 def test_wrong_protocol_is_refused(dataset):
     with pytest.raises(ValueError, match="5pt"):
         evaluate(Oracle(dataset), dataset, protocol="5pt")
+
+
+class BruteOracle(nn.Module):
+    """Brute-force stand-in: the targets, shifted by ``offsets[branch]`` for the branch each face is routed to."""
+
+    def __init__(self, dataset, offsets):
+        super().__init__()
+        items = [dataset[i] for i in range(len(dataset))]
+        self.images = torch.from_numpy(np.stack([np.asarray(it["image"]) for it in items])).float()
+        self.targets = torch.from_numpy(np.stack([it["target"] for it in items]))
+        self.offsets = torch.tensor(offsets)
+        self.norm = BruteForceSepBN2d(3, num_domains=len(offsets))
+        self.protocol = dataset.protocol.name
+
+    @property
+    def output_protocols(self):
+        return (self.protocol,)
+
+    def forward(self, x, protocols=None):
+        self.norm(x)  # raises without a route, as a real brute-force network does
+        route = current_domains()
+        branch = torch.full((len(x),), route) if isinstance(route, int) else route
+        index = torch.stack([(self.images - xi.float()).abs().flatten(1).sum(1).argmin() for xi in x])
+        return {self.protocol: self.targets[index] + self.offsets[branch][:, None, None]}
+
+
+def test_brute_force_best_branch_is_each_faces_lowest_error(dataset):
+    model = BruteOracle(dataset, [0.3, 0.0, 0.1])
+    best = evaluate(model, dataset, batch_size=5)  # default for brute-force networks: "best"
+    assert best.summary["nme"] < 1e-4 and best.summary["branch"] == "best"
+    assert best.summary["branch_counts"] == [0, 12, 0] and (best.branches == 1).all()
+    fixed = evaluate(model, dataset, batch_size=5, branch=2)
+    single = evaluate(BruteOracle(dataset, [0.1]), dataset, batch_size=5, branch=0)
+    assert np.allclose(fixed.errors, single.errors) and fixed.summary["nme"] > 0.01
+    assert fixed.summary["branch_counts"] == [0, 0, 12]
+
+
+def test_brute_force_label_routing_uses_each_records_domain(dataset):
+    model = BruteOracle(dataset, [0.0, 0.2])
+    res = evaluate(model, dataset, batch_size=5, branch="label")
+    assert (res.branches == res.domains).all() and res.summary["branch_counts"] == [6, 6]
+    assert np.all(res.errors[res.domains == 0] < 1e-4) and np.all(res.errors[res.domains == 1] > 0.01)
+
+
+def test_branch_is_checked(dataset):
+    with pytest.raises(ValueError, match="brute-force SepBN networks only"):
+        evaluate(Oracle(dataset), dataset, branch=1)
+    with pytest.raises(ValueError, match="got 3"):
+        evaluate(BruteOracle(dataset, [0.0, 0.1, 0.2]), dataset, branch=3)
