@@ -189,7 +189,8 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool | str | Path = False
     net = dist.wrap(model)
     from .logger import RunLogger
 
-    logger = RunLogger(out, enabled=dist.is_main, tensorboard=tc.tensorboard, append=bool(resume))
+    logger = RunLogger(out, enabled=dist.is_main, tensorboard=tc.tensorboard,
+                       resume_step=step if resume else None)
     result = TrainResult(out_dir=out, step=step, epoch=start_epoch, best_nme=None if best == math.inf else best)
 
     def checkpoint(epoch: int, batch_in_epoch: int, epoch_rng: dict, metrics: dict, tau: float,

@@ -63,6 +63,8 @@ def test_resume_reproduces_uninterrupted_losses(tiny_faces, tmp_path):
     steps_per_epoch = len(full.losses) // 3
     part = train(_cfg(tiny_faces, "300w68", "5pt", extra=extra + [f"train.max_steps={steps_per_epoch + 2}"]),
                  tmp_path / "cut")  # stops in the middle of epoch 2
+    with open(tmp_path / "cut" / "train.csv", "a") as f:  # what a run killed after its checkpoint leaves
+        f.write(f"{steps_per_epoch + 3},2,9.9\r\n{steps_per_epoch + 4},2,")
     rest = train(_cfg(tiny_faces, "300w68", "5pt", extra=extra), tmp_path / "cut", resume=True)
     assert len(part.losses) + len(rest.losses) == len(full.losses)
     assert part.losses + rest.losses == pytest.approx(full.losses, abs=1e-6)
