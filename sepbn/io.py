@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
-__all__ = ["atomic_path", "atomic_open", "atomic_write", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_path", "atomic_open", "atomic_write", "atomic_write_bytes", "atomic_write_text", "temp_path",
+           "publish"]
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -26,23 +27,34 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def temp_path(path: str | os.PathLike) -> Path:
+    """The temporary name ``path`` is written under (same folder, same suffix for writers that need it)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
+
+
+def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """fsync the finished ``tmp`` and rename it onto ``path`` (for writers that outlive one block)."""
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(Path(path).parent)
+    return Path(path)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path`` for a writer that wants a file name (h5py, cv2,
     torch.onnx); on success it is fsync'ed and renamed onto ``path``, on error removed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
+    tmp = temp_path(path)
     try:
         yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_dir(path.parent)
 
 
 @contextlib.contextmanager

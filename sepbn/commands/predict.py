@@ -20,7 +20,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..io import atomic_open, atomic_write_bytes
+from ..io import atomic_open, atomic_write_bytes, publish, temp_path
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
@@ -236,11 +236,12 @@ class Runner:
                 self.record(str(path), k, rgb, faces)
                 if self.out is not None:
                     if writer is None:
-                        writer = _video_writer(self.output_path(path, root, ".mp4"), fps / step, rgb.shape[1], rgb.shape[0])
+                        writer = _VideoOutput(self.output_path(path, root, ".mp4"), fps / step, rgb.shape[1],
+                                              rgb.shape[0])
                     writer.write(cv2.cvtColor(draw_faces(rgb, faces), cv2.COLOR_RGB2BGR))
             chunk.clear()
 
-        failure = None
+        failure, completed = None, False
         try:
             k = -1
             while True:
@@ -258,13 +259,14 @@ class Runner:
                 if len(chunk) >= max(1, self.args.batch_size // 4):
                     flush()
             flush()
+            completed = True
         except Exception as e:  # noqa: BLE001 - one bad video never stops the run
             failure = f"frame {k}: {e}"
         finally:
             cap.release()
             bar.close()
             if writer is not None:
-                writer.release()
+                writer.close(keep=completed)  # interrupted or failed: no half video
         if failure is not None or frames_done == 0:
             self.summary.errors.append((str(path), failure or "no frame could be decoded"))
             return
@@ -272,14 +274,29 @@ class Runner:
         self.summary.frames += frames_done
 
 
-def _video_writer(dest: Path, fps: float, width: int, height: int):
-    import cv2
+class _VideoOutput:
+    """The annotated video, written under a temporary name and renamed only once complete, so a kill
+    or a failing video never leaves a half-written file under the output name."""
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(dest), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    if not writer.isOpened():  # an OpenCV build without an MPEG-4 encoder: Motion-JPEG AVI
-        writer = cv2.VideoWriter(str(dest.with_suffix(".avi")), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
-    return writer
+    def __init__(self, dest: Path, fps: float, width: int, height: int) -> None:
+        import cv2
+
+        for suffix, codec in ((dest.suffix, "mp4v"), (".avi", "MJPG")):  # MJPG AVI: builds without MPEG-4
+            self.dest = dest.with_suffix(suffix)
+            self.tmp = temp_path(self.dest)
+            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*codec), fps, (width, height))
+            if self.writer.isOpened():
+                break
+
+    def write(self, bgr: np.ndarray) -> None:
+        self.writer.write(bgr)
+
+    def close(self, keep: bool) -> None:
+        self.writer.release()
+        if keep and self.tmp.is_file():
+            publish(self.tmp, self.dest)
+        else:
+            self.tmp.unlink(missing_ok=True)
 
 
 def run(args: argparse.Namespace) -> int:

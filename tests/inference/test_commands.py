@@ -81,6 +81,32 @@ def test_predict_video(checkpoint, tmp_path):
     cap = cv2.VideoCapture(str(drawn[0]))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 2
     cap.release()
+    assert sorted(p.name for p in out.iterdir()) == [drawn[0].name]  # no temporary file left
+
+
+def test_interrupted_video_leaves_no_half_written_output(checkpoint, tmp_path, monkeypatch):
+    import sepbn.inference.draw as draw
+
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (64, 48))
+    for k in range(4):
+        writer.write(np.full((48, 64, 3), 40 * k, np.uint8))
+    writer.release()
+    calls = []
+    real = draw.draw_faces
+
+    def draw_then_stop(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # Ctrl-C after the first frame was written
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(draw, "draw_faces", draw_then_stop)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        main(["predict", "--checkpoint", str(checkpoint), "--protocol", "5pt", "--detector", "full",
+              "--out", str(out), "--batch-size", "4", "--no-progress", str(video)])
+    assert len(calls) == 2 and list(out.iterdir()) == []
 
 
 def test_predict_reports_unusable_checkpoint_or_protocol(checkpoint, folder, tmp_path, capsys):
