@@ -183,3 +183,19 @@ def test_boxes_without_detector_fail_per_image_and_per_video(checkpoint, folder,
     assert "processed 1 image(s)" in captured.out and "2 failed" in captured.out
     assert "b.jpg: no boxes for it in --boxes and no --detector" in captured.err
     assert "clip.avi: frame 0: no boxes" in captured.err
+
+
+def test_predict_with_a_yunet_model_file(checkpoint, fake_yunet, tmp_path):
+    image = np.zeros((200, 250, 3), np.uint8)
+    image[64:96, 96:128] = 255  # the fake YuNet's one firing cell: a 40 x 48 box centred at (112, 80)
+    cv2.imwrite(str(tmp_path / "face.png"), image)
+    jsonl = tmp_path / "p.jsonl"
+    assert main(["predict", "--checkpoint", str(checkpoint), "--protocol", "5pt", "--detector", "yunet",
+                 "--yunet-model", str(fake_yunet), "--jsonl", str(jsonl), "--no-progress",
+                 str(tmp_path / "face.png")]) == 0
+    (row,) = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    (face,) = row["faces"]
+    x0, y0, x1, y1 = face["box"]
+    assert row["status"] == "ok" and face["score"] == pytest.approx(1.0, abs=1e-5)
+    assert (x0 + x1) / 2 == pytest.approx(112, abs=0.5) and 36 <= x1 - x0 <= 48  # calibrated YuNet box
+    assert len(face["landmarks"]) == 5

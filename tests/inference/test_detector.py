@@ -110,3 +110,25 @@ def test_yunet_needs_its_model_file(tmp_path):
 def test_unknown_detector_is_named():
     with pytest.raises(ValueError, match="'dlib'"):
         create_detector("dlib")
+
+
+def _marked(value, size=(200, 250)):
+    image = np.zeros((*size, 3), np.uint8)
+    image[64:96, 96:128] = value  # exactly the stride-32 cell (column 3, row 2)
+    return image
+
+
+def test_yunet_detector_decodes_opencvs_output(fake_yunet):
+    # 250 x 200 is not a multiple of 32: OpenCV pads; the cell centre is (3.5, 2.5) * 32
+    found = create_detector("yunet", model=fake_yunet)(_marked(255))
+    w, h = 40.0, 48.0  # the fake model's box (conftest.YUNET_BOX_WH)
+    np.testing.assert_allclose(found.boxes, [[112 - w / 2, 80 - h / 2, 112 + w / 2, 80 + h / 2]], atol=1e-3)
+    np.testing.assert_allclose(found.scores, [1.0], atol=1e-6)
+    assert len(create_detector("yunet", model=fake_yunet)(_marked(0))) == 0
+
+
+def test_yunet_score_threshold_is_applied(fake_yunet):
+    dim = _marked(100)  # score 100 / 255 = 0.39
+    assert len(create_detector("yunet", model=fake_yunet)(dim)) == 0  # default threshold 0.6
+    found = create_detector("yunet", model=fake_yunet, score_threshold=0.3)(dim)
+    np.testing.assert_allclose(found.scores, [100 / 255], atol=1e-3)
