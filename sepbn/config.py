@@ -75,6 +75,8 @@ class DatasetConfig:
     box_scale: float | None = None  # crop enlargement of the face box; None = the dataset's default
     limit: int | None = None  # keep the first N faces (quick runs)
     options: dict = field(default_factory=dict)  # extra keyword arguments of read_records
+    pose_domains: str | None = None  # "yaw" | "kmeans": label pose sub-domains (brute-force SepBN)
+    pose_threshold: float = 0.55  # |yaw score| beyond which a face is a profile (method "yaw")
 
 
 @dataclass(frozen=True)

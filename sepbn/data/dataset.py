@@ -14,7 +14,8 @@ Item (a dict of numpy arrays and scalars):
 ``inverse``    float32 (2, 3)         crop -> original image
 ``landmarks``  float32 (L, 2)         ground truth in original pixels, in ``target`` order
 ``box``        float32 (4,)           the record's face box (x_min, y_min, x_max, y_max)
-``domain``     int                    ``record.attributes["domain_id"]``, -1 if absent
+``domain``     int                    ``record.attributes["domain_id"]``, -1 if absent; for a
+                                      mirrored sample ``["mirror_domain_id"]`` when present
 ``flipped``    bool                   whether the sample was mirrored
 ``protocol``   str                    the protocol's name
 ``index``      int                    position in ``records``
@@ -171,11 +172,17 @@ class LandmarkDataset:
             "inverse": invert_affine(matrix).astype(np.float32),
             "landmarks": landmarks.astype(np.float32),
             "box": np.asarray(rec.box, dtype=np.float32),
-            "domain": int(rec.attributes.get("domain_id", -1)),
+            "domain": self._domain(rec, flipped),
             "flipped": bool(flipped),
             "protocol": self.protocol.name,
             "index": index,
         }
+
+    @staticmethod
+    def _domain(rec: FaceRecord, flipped: bool) -> int:
+        domain = int(rec.attributes.get("domain_id", -1))
+        # a mirrored left profile is a right profile: brute-force SepBN must route it as one
+        return int(rec.attributes.get("mirror_domain_id", domain)) if flipped else domain
 
     def __repr__(self) -> str:
         return (f"LandmarkDataset({self.protocol.name}, faces={len(self)}, train={self.train}, "

@@ -59,6 +59,7 @@ def read_dataset_records(data: DataConfig, d: DatasetConfig) -> list:
 
     ``fmt = "synth"`` reads a SynthFaces folder (``sepbn.data.synth.load_synth``: the official
     reader of the protocol's format plus the sub-domain labels); other formats go to ``read_records``.
+    ``pose_domains`` labels every face's pose sub-domain from its landmarks (`sepbn.data.pose_domains`).
     """
     from ..data.formats import read_records
 
@@ -78,6 +79,10 @@ def read_dataset_records(data: DataConfig, d: DatasetConfig) -> list:
         records = records[: d.limit]
     if not records:
         raise ValueError(f"dataset {dataset_name(d)!r} ({d.fmt} at {d.source}) has no faces")
+    if d.pose_domains is not None:  # brute-force SepBN needs a domain per face (paper III-A)
+        from ..data.pose_domains import assign_pose_domains
+
+        records = assign_pose_domains(records, d.protocol, method=d.pose_domains, threshold=d.pose_threshold)
     return records
 
 

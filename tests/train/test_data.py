@@ -64,3 +64,16 @@ def test_augment_without_train_is_refused(tri_faces):
     records = read_records("csv", tri_faces / "faces.csv", protocol=str(tri_faces / "tri3.json"))
     with pytest.raises(ValueError, match="train=False"):
         LandmarkDataset(records, str(tri_faces / "tri3.json"), train=False, augment=AugmentConfig())
+
+
+def test_pose_domains_option_labels_every_face(tiny_faces):
+    cfg = load_config(None, [f'data.train=[{{"fmt": "csv", "source": "{tiny_faces["300w68"]}", "protocol": "300w68", '
+                             f'"pose_domains": "yaw"}}]'])
+    (ds,) = build_datasets(cfg.data, cfg.data.train, train=False, image_size=32).values()
+    ids = [r.attributes["domain_id"] for r in ds.records]
+    assert set(ids) <= {0, 1, 2} and len(ids) == len(ds)
+    assert all(abs(r.attributes["yaw_score"]) <= 0.55 for r in ds.records if r.attributes["domain_id"] == 1)
+    bad = load_config(None, [f'data.train=[{{"fmt": "csv", "source": "{tiny_faces["300w68"]}", "protocol": "300w68", '
+                             f'"pose_domains": "tsne"}}]'])
+    with pytest.raises(ValueError, match="'tsne'"):
+        build_datasets(bad.data, bad.data.train, train=False, image_size=32)

@@ -462,7 +462,8 @@ def generate(
 
 def load_synth(out_dir: str | Path, protocol: str, split: str = "train") -> list[FaceRecord]:
     """Read one split of a :func:`generate` folder through the official reader of ``protocol``'s
-    format, with ``attributes["domain"]``, ``["domain_id"]``, yaw/pitch/roll and the six WFLW
+    format, with ``attributes["domain"]``, ``["domain_id"]``, ``["mirror_domain_id"]`` (the domain of
+    the mirrored face: the one with the negated yaw range, else its own), yaw/pitch/roll and the six WFLW
     flags attached from ``domains.csv``.
 
     Readers that carry visibility (COFW, AFLW, WIDER-5) return it; WFLW and 300-W files have none.
@@ -496,6 +497,10 @@ def load_synth(out_dir: str | Path, protocol: str, split: str = "train") -> list
     with open(out / "domains.csv", newline="", encoding="utf-8") as fh:
         table = [r for r in csv.DictReader(fh) if r["split"] == split]
     by_name = {Path(r["image"]).name: r for r in table}
+    # a mirrored face belongs to the domain whose yaw range is the negated one (left <-> right profile)
+    yaws = [tuple(d["yaw"]) for d in meta["domains"]]
+    mirror = {k: next((j for j, other in enumerate(yaws) if other == (-hi, -lo)), k)
+              for k, (lo, hi) in enumerate(yaws)}
     if len(table) != len(recs):
         raise ValueError(f"{out}: {len(recs)} {name} {split} faces but {len(table)} rows in domains.csv")
     for k, rec in enumerate(recs):
@@ -504,6 +509,7 @@ def load_synth(out_dir: str | Path, protocol: str, split: str = "train") -> list
         if row is None:
             raise ValueError(f"{rec.source}: image {rec.image_path} is not listed in {out / 'domains.csv'}")
         rec.attributes.update({"domain": row["domain"], "domain_id": int(row["domain_id"]),
+                               "mirror_domain_id": mirror[int(row["domain_id"])],
                                "yaw": float(row["yaw"]), "pitch": float(row["pitch"]), "roll": float(row["roll"]),
                                "synth_index": int(row["index"])})
         for a in WFLW_ATTRIBUTES:

@@ -14,6 +14,8 @@ def test_sepbn_synth_writes_a_dataset_and_a_preview(tmp_path, capsys):
     assert (tmp_path / "preview.png").stat().st_size > 0
     recs = load_synth(tmp_path, "300w68", "train")
     assert len(recs) == 4 and {r.attributes["domain"] for r in recs} <= {"frontal", "right-profile"}
+    # no left profile in this set: a mirrored right profile keeps its own domain
+    assert all(r.attributes["mirror_domain_id"] == r.attributes["domain_id"] for r in recs)
     assert not (tmp_path / "wflw98").exists()
 
 

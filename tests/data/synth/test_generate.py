@@ -95,6 +95,7 @@ def test_generate_writes_official_formats_that_read_back(tmp_path):
                 assert rec.protocol == name
                 np.testing.assert_allclose(rec.landmarks, f.points[name], atol=1e-9)
                 assert rec.attributes["domain"] == f.domain and rec.attributes["domain_id"] == f.domain_id
+                assert rec.attributes["mirror_domain_id"] == 2 - f.domain_id  # left <-> right profile
                 assert all(rec.attributes[a] == f.flags[a] for a in WFLW_ATTRIBUTES)
                 if name in ("cofw29", "aflw19", "5pt"):  # formats that carry visibility
                     np.testing.assert_array_equal(rec.visible, f.visible[name])
