@@ -17,8 +17,8 @@ face sets, based on the t-SNE visualization" of Fig. 3; it gives no rule a progr
    sensitive to how imbalanced the poses are. Groups are numbered from the most negative score up.
 
 Measured on 300 SynthFaces faces drawn 15/70/15 from yaw ranges [-90, -40], [-40, 40], [40, 90]
-(every protocol gives the same scores): the yaw rule recovers the true domain of 84 % of them, k-means of 65 %
-(tests/data/test_pose_domains.py checks the yaw rule).
+(every protocol gives the same scores): the yaw rule recovers the true domain of 84 % of them,
+k-means of 65 % (tests/data/test_pose_domains.py checks the yaw rule).
 
 With 3 groups they are named ``left-profile``, ``frontal``, ``right-profile`` (the SynthFaces
 convention: a left profile looks to the image left) with ids 0, 1, 2. Every face gets
@@ -39,6 +39,7 @@ from .records import FaceRecord
 __all__ = ["POSE_DOMAIN_NAMES", "POSE_METHODS", "yaw_scores", "cluster_scores", "assign_pose_domains"]
 
 POSE_DOMAIN_NAMES = ("left-profile", "frontal", "right-profile")
+POSE_METHODS = ("yaw", "kmeans")
 
 # Frontal 5-point template (image-left eye, image-right eye, nose tip, left and right mouth corner);
 # x in half inter-ocular units. Only its symmetry matters: the score is a horizontal offset.
@@ -83,8 +84,6 @@ def cluster_scores(scores: np.ndarray, k: int = 3, *, iterations: int = 100) -> 
     order = np.argsort(centres)
     return np.argsort(order)[labels]
 
-
-POSE_METHODS = ("yaw", "kmeans")
 
 
 def assign_pose_domains(records: Sequence[FaceRecord], protocol: str | Protocol | None = None, *,
