@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ __all__ = ["EvalResult", "predict", "evaluate", "summarize", "to_original", "num
 
 THRESHOLDS = (0.08, 0.10)
 
-Branch = Union[int, str, None]
+Branch = int | str | None
 
 
 @dataclass

@@ -77,7 +77,8 @@ def trim_log(path: str | Path, last_step: int) -> int:
     if not text:
         return 0
     lines = text.splitlines(keepends=True)
-    if not lines[-1].endswith(("\n", "\r")):  # cut short by a kill
+    cut = not lines[-1].endswith(("\n", "\r"))  # the last line was cut short by a kill
+    if cut:
         lines = lines[:-1]
     rows = list(csv.reader(lines))
     if not rows:  # not even a whole header
@@ -96,7 +97,7 @@ def trim_log(path: str | Path, last_step: int) -> int:
             except ValueError:
                 continue
         keep.append(row)
-    dropped = len(body) - len(keep) + (len(text.splitlines()) - len(lines))
+    dropped = len(body) - len(keep) + int(cut)
     if dropped:
         out = io.StringIO()
         csv.writer(out).writerows([header, *keep])
