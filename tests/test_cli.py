@@ -82,7 +82,7 @@ def test_resume_flag_and_bad_override(tiny_faces, tmp_path, capsys):
     assert main(["train", str(cfg), "--out", str(run), "--set", "train.max_steps=2"]) == 0
     assert main(["train", str(cfg), "--out", str(run), "--set", "train.max_steps=4", "--resume"]) == 0
     capsys.readouterr()
-    from sepbn.train.checkpoint import load_checkpoint
+    from sepbn.checkpoint import load_checkpoint
 
     assert load_checkpoint(run / "last.pt")["step"] == 4
     assert main(["train", str(cfg), "--set", "optim.lrr=1"]) == 2

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.synth import generate
     from ..evaluation.evaluate import evaluate
     from ..evaluation.metrics import normalizer_label, plot_ced
-    from ..train.checkpoint import load_model
+    from ..checkpoint import load_model
     from ..train.data import build_datasets
     from ..train.loop import train
 

@@ -87,7 +87,7 @@ def _row(name: str, s: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..evaluation.evaluate import evaluate
-    from ..train.checkpoint import load_model
+    from ..checkpoint import load_model
     from ..train.data import build_datasets, dataset_names
     from ..train.loop import resolve_device
 

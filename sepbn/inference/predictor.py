@@ -127,8 +127,8 @@ def crop_spec_from_config(config: Mapping | None, protocol: str, input_size: int
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
-    """``sepbn.train.checkpoint.load_model`` with errors that name the file."""
-    from sepbn.train.checkpoint import load_model
+    """``sepbn.checkpoint.load_model`` with errors that name the file."""
+    from sepbn.checkpoint import load_model
 
     path = Path(path)
     if not path.exists():

@@ -33,7 +33,7 @@ import torch
 
 from ..config import Config, config_to_dict, format_config
 from ..io import atomic_write_text
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, save_weights, set_rng_state
+from ..checkpoint import load_checkpoint, rng_state, save_checkpoint, save_weights, set_rng_state
 from .data import build_datasets, train_loader
 from .distributed import DistInfo, scaled_optim
 from .losses import l1_loss, wing_loss

@@ -6,7 +6,7 @@ import torch
 from sepbn.config import config_from_dict, config_to_dict
 from sepbn.data.protocols import get_protocol
 from sepbn.models import create_model
-from sepbn.train.checkpoint import save_checkpoint, save_weights
+from sepbn.checkpoint import save_checkpoint, save_weights
 
 SIZE = 64
 

@@ -9,7 +9,7 @@ import pytest
 from sepbn.config import load_config
 from sepbn.data import FaceRecord, LandmarkDataset
 from sepbn.data.formats import write_records
-from sepbn.train.checkpoint import load_model
+from sepbn.checkpoint import load_model
 from sepbn.train.data import build_datasets
 from sepbn.train.loop import train
 

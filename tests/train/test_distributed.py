@@ -26,7 +26,7 @@ from sepbn.config import DistConfig, OptimConfig, config_from_dict, config_to_di
 from sepbn.data.multi import ProportionalSampler
 from sepbn.models import create_model
 from sepbn.nn import SepBatchNorm2d, set_temperature
-from sepbn.train.checkpoint import load_checkpoint, save_checkpoint
+from sepbn.checkpoint import load_checkpoint, save_checkpoint
 from sepbn.train.data import build_datasets, train_loader
 from sepbn.train.distributed import (DistInfo, DistributedError, collective_failure, init_from_env, lr_scale,
                                      scaled_optim)

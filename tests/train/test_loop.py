@@ -7,7 +7,7 @@ import torch
 
 from sepbn.config import load_config
 from sepbn.nn import sepbn_modules
-from sepbn.train.checkpoint import load_checkpoint, save_checkpoint
+from sepbn.checkpoint import load_checkpoint, save_checkpoint
 from sepbn.train.loop import train
 from sepbn.train.nonfinite import NonFiniteLossError
 from sepbn.train.schedules import tau_at

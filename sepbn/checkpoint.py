@@ -1,5 +1,7 @@
 """Checkpoints: atomic training checkpoints, safetensors weights, and ``load_model``.
 
+Below both training (which writes them) and inference (which reads them), so a deployment never imports the loop.
+
 A training checkpoint (``last.pt``, ``best.pt``) is one ``torch.save`` file that loads with
 ``torch.load(weights_only=True)`` -- tensors and plain containers only, never pickled objects::
 
@@ -32,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..io import atomic_write, atomic_write_bytes, atomic_write_text
+from .io import atomic_write, atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "atomic_write",
@@ -133,7 +135,7 @@ def load_model(path: str | Path, map_location: Any = "cpu"):
     ``config.json``. ``meta`` holds ``model_args``, ``protocols``, ``config``, ``epoch``,
     ``step``, ``metrics`` and ``temperature``.
     """
-    from ..models import create_model
+    from .models import create_model
 
     path = Path(path)
     if path.is_dir():

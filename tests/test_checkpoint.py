@@ -14,7 +14,7 @@ import torch
 
 from sepbn.models import create_model
 from sepbn.nn import sepbn_modules, set_temperature
-from sepbn.train import checkpoint as ck
+from sepbn import checkpoint as ck
 
 
 def _net():
@@ -89,7 +89,7 @@ def test_killed_writer_leaves_previous_checkpoint_loadable(tmp_path):
     # A child process starts overwriting the checkpoint and hangs before the rename; we kill it.
     script = textwrap.dedent(f"""
         import os, time, torch
-        from sepbn.train import checkpoint as ck
+        from sepbn import checkpoint as ck
         def stuck(fd):
             open({str(tmp_path / 'ready')!r}, 'w').close()
             time.sleep(60)
