@@ -2,8 +2,8 @@
 
 ``--data DIR`` holds ``300w/`` (AFW + HELEN-train faces, 68 points) and optionally ``mtfl/``
 (10,000 faces, 5 points). A seeded ``--val-fraction`` of the 300-W faces is held out for
-validation (never trained on). The split is written as two generic CSV annotation lists under
-``--out`` (they reference the original images; nothing is copied). Each model is trained by the
+validation (never trained on; the defaults give the project's fixed split, ``real_splits.py``).
+The split is written as two generic CSV annotation lists under ``--out`` (they reference the original images; nothing is copied). Each model is trained by the
 ordinary loop (``sepbn.train.loop.train``) and evaluated on the held-out faces with the
 inter-ocular NME (outer eye corners 36, 45). With ``--cnt``, a third model is trained by CNT:
 stage 1 on 300-W + MTFL (one head each, faces drawn in proportion to size), stage 2 on 300-W with
@@ -21,28 +21,18 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
-
 from sepbn.config import load_config
-from sepbn.data.formats import read_records, write_records
 from sepbn.evaluation.evaluate import evaluate
-from sepbn.train.checkpoint import load_model
+from sepbn.checkpoint import load_model
 from sepbn.train.data import build_datasets
 from sepbn.train.loop import train
 
+from real_splits import write_split  # noqa: E402  (benchmarks/ is the script's folder)
+
 
 def split_300w(data: Path, out: Path, val_fraction: float, seed: int, limit: int | None) -> dict[str, Path]:
-    records = list(read_records("300w", data / "300w"))
-    order = np.random.default_rng(seed).permutation(len(records))
-    if limit:
-        order = order[:limit]
-    n_val = int(round(len(order) * val_fraction))
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for name, idx in (("val", order[:n_val]), ("train", order[n_val:])):
-        paths[name] = out / f"300w_{name}.csv"
-        write_records("csv", [records[i] for i in idx], paths[name], images=Path("/"))
-    return paths
+    """The project's fixed 300-W split (``real_splits.py``): ``{"train": csv, "val": csv}`` under ``out``."""
+    return write_split("300w", data, out, val_fraction, seed, limit)
 
 
 def main() -> None:
