@@ -1,0 +1,294 @@
+"""fuse_for_inference: fold normalisation into the preceding convolution for deployment (paper eq. 1, 6, 7).
+
+BatchNorm2d after a Conv2d folds into the convolution, as ``torch.nn.utils.fusion.fuse_conv_bn_eval`` does:
+W' = W * s, b' = (b - mu) * s + beta with s = gamma / sqrt(var + eps).
+
+SepBatchNorm2d after a Conv2d folds its *normalisation* into the convolution (s = 1 / sqrt(var + eps),
+b' = (b - mu) * s), which then emits x_hat. The per-sample mapping of eq. (6)-(7),
+y = gamma_hat[n, c] * x_hat + beta_hat[n, c], is the only pass left (`MixedAffine2d`). The attention must
+see what it saw before, x = sigma * x_hat + mu. With sigma > 0 per channel the adaptive max-pool commutes
+with that map (and the SE attention's mean is linear), so the attention's first linear map absorbs it:
+    grouped:  reduce.weight'[g, c] = reduce.weight[g, c] * sigma[c],  reduce.bias' = reduce.bias + reduce.weight @ mu
+    SE:       squeeze.weight'[h, c] = squeeze.weight[h, c] * sigma[c], squeeze.bias' = squeeze.bias + squeeze.weight @ mu
+A SepBatchNorm2d with no foldable convolution before it becomes a `MixedAffine2d` over its raw input: the
+K sets (gamma_k / sigma, beta_k - mu * gamma_k / sigma) mixed by the unchanged attention (pi is linear).
+
+MixtureBatchNorm2d: each branch k is the affine map (a_k, b_k) of eq. (1) with its *own* statistics, so there
+is no single normalisation a convolution could emit; it becomes a `MixedAffine2d` of the K folded branch maps
+(one pass, as its eval forward already was) and the convolution is left alone.
+BruteForceSepBN2d: the branch is picked at run time by the domain label, so nothing goes into the convolution
+either; the K branches become K folded (scale, shift) rows of a `RoutedAffine2d` (one pass, routed by label).
+
+"Followed by" is decided on a torch.fx trace (norm layers as leaves): a fold happens only when the Conv2d
+(exactly ``nn.Conv2d``) is called once, its output has exactly one user, that user is the norm layer (called
+once, with that output alone), neither module's parameters are read elsewhere, and neither module is shared
+under two names. A module whose forward cannot be traced is not fused as a whole; its children are traced
+one by one instead (pairs across an untraceable forward are left alone). Norm layers without running
+statistics (``track_running_stats=False``, which normalise with batch statistics in eval) are left alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+
+import torch
+import torch.fx
+from torch import Tensor, nn
+
+from . import functional as SF
+from .attention import GroupedAttention, SqueezeExcitationAttention, branch_weights
+from .bruteforce import BruteForceSepBN2d, current_domains
+from .mixture import MixtureBatchNorm2d
+from .sepbn import SepBatchNorm2d, check_input
+
+__all__ = ["fuse_for_inference", "MixedAffine2d", "RoutedAffine2d", "FoldedAway"]
+
+_BATCHNORMS = (nn.BatchNorm2d, nn.SyncBatchNorm)
+_FAMILY = (SepBatchNorm2d, MixtureBatchNorm2d, BruteForceSepBN2d)
+
+
+def _inference_only(module: nn.Module) -> None:
+    if module.training:
+        raise RuntimeError(f"{type(module).__name__} is folded for inference (sepbn.nn.fuse_for_inference) and "
+                           "cannot train; fuse a copy of the unfused model after training instead")
+
+
+class FoldedAway(nn.Identity):
+    """What a BatchNorm2d folded into its convolution leaves behind (identity; refuses training mode)."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        _inference_only(self)
+        return input
+
+
+class MixedAffine2d(nn.Module):
+    """y[n, c] = x[n, c] * sum_k pi[n, g, k] weight[k, c] + sum_k pi[n, g, k] bias[k, c], pi from ``attention``.
+
+    The eval form of SepBN (eq. 6-7) and of the mixture layer once their statistics are folded away.
+    ``attention`` maps x to logits (N, G, K); pi = softmax(logits / tau) (one-hot for ``"hard"``).
+    """
+
+    def __init__(self, weight: Tensor, bias: Tensor, attention: nn.Module, tau: Tensor, aggregation: str = "soft"):
+        super().__init__()
+        self.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
+        self.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
+        self.attention = attention
+        self.register_buffer("tau", tau.detach().clone())
+        self.aggregation = aggregation
+
+    def forward(self, input: Tensor) -> Tensor:
+        _inference_only(self)
+        check_input(input)
+        pi = branch_weights(self.attention(input), self.tau, self.aggregation)
+        scale, shift = SF.mix_affine(pi, self.weight, self.bias)
+        return SF.apply_affine(input, scale.to(input.dtype), shift.to(input.dtype))
+
+    def extra_repr(self) -> str:
+        k, c = self.weight.shape
+        return f"{c}, K={k}" + ("" if self.aggregation == "soft" else f", aggregation={self.aggregation!r}")
+
+
+class RoutedAffine2d(nn.Module):
+    """Brute-force SepBN in eval with each branch folded: y[n] = x[n] * weight[label[n]] + bias[label[n]].
+
+    Labels come from the active ``sepbn.nn.domains`` block, as for `BruteForceSepBN2d`.
+    """
+
+    def __init__(self, weight: Tensor, bias: Tensor) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
+        self.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
+
+    def forward(self, input: Tensor) -> Tensor:
+        _inference_only(self)
+        check_input(input)
+        labels = current_domains()
+        k = self.weight.shape[0]
+        if labels is None:
+            raise RuntimeError("this folded brute-force SepBN layer needs domain labels: call the model inside "
+                               "`with sepbn.nn.domains(labels):`")
+        if isinstance(labels, int):
+            if not 0 <= labels < k:
+                raise ValueError(f"domain label must be in [0, {k}), got {labels}")
+            index = torch.tensor([labels], device=input.device)
+        else:
+            index = labels.to(input.device)
+            if index.shape != (input.shape[0],):
+                raise ValueError(f"expected {input.shape[0]} domain labels, got shape {tuple(index.shape)}")
+            if index.numel() and (int(index.min()) < 0 or int(index.max()) >= k):
+                raise ValueError(f"domain labels must be in [0, {k}), got {index.tolist()}")
+        scale, shift = self.weight.index_select(0, index), self.bias.index_select(0, index)
+        return SF.apply_affine(input, scale.to(input.dtype), shift.to(input.dtype))
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[1]}, K={self.weight.shape[0]}"
+
+
+# ---------------------------------------------------------------- the folds (float64 maths, cast back)
+
+def _has_stats(bn: nn.Module) -> bool:
+    return getattr(bn, "running_mean", None) is not None and getattr(bn, "running_var", None) is not None
+
+
+def _stats(bn: nn.modules.batchnorm._BatchNorm) -> tuple[Tensor, Tensor]:
+    """(mu, 1 / sigma) in float64."""
+    return bn.running_mean.double(), torch.rsqrt(bn.running_var.double() + bn.eps)
+
+
+def _bn_affine(bn: nn.modules.batchnorm._BatchNorm) -> tuple[Tensor, Tensor]:
+    """(a, b) with bn(x) == x * a + b in eval, float64."""
+    mu, invstd = _stats(bn)
+    a = invstd * (bn.weight.double() if bn.weight is not None else 1.0)
+    b = (bn.bias.double() if bn.bias is not None else 0.0) - mu * a
+    return a, b
+
+
+@torch.no_grad()
+def _fold_into_conv(conv: nn.Conv2d, scale: Tensor, shift: Tensor) -> None:
+    """conv'(x) = conv(x) * scale[c] + shift[c], in place."""
+    w = conv.weight
+    conv.weight.copy_((w.double() * scale.reshape(-1, 1, 1, 1)).to(w.dtype))
+    old = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
+    if conv.bias is None:
+        conv.bias = nn.Parameter(torch.empty(w.shape[0], device=w.device, dtype=w.dtype))
+    conv.bias.copy_((old * scale + shift).to(w.dtype))
+
+
+@torch.no_grad()
+def _absorb_input_affine(linear_weight: Tensor, linear_bias: Tensor, sigma: Tensor, mu: Tensor) -> None:
+    """A linear map over channels that used to see x now sees (x - mu) / sigma: fold sigma, mu into it."""
+    w = linear_weight.reshape(linear_weight.shape[0], -1).double()  # (out, C)
+    linear_bias.copy_((linear_bias.double() + w @ mu).to(linear_bias.dtype))
+    linear_weight.copy_((w * sigma).reshape(linear_weight.shape).to(linear_weight.dtype))
+
+
+def _sepbn_folded(layer: SepBatchNorm2d, conv: nn.Conv2d | None) -> MixedAffine2d:
+    mu, invstd = _stats(layer.norm)
+    attention = copy.deepcopy(layer.attention)
+    weight, bias = layer.weight.double(), layer.bias.double()
+    if conv is None:  # the attention keeps seeing the raw input; fold the statistics into the K sets
+        weight, bias = weight * invstd, bias - mu * weight * invstd
+    else:  # the conv now emits x_hat; the attention gets sigma and mu back
+        _fold_into_conv(conv, invstd, -mu * invstd)
+        first = attention.reduce if isinstance(attention, GroupedAttention) else attention.squeeze
+        _absorb_input_affine(first.weight, first.bias, 1.0 / invstd, mu)
+    dtype = layer.weight.dtype
+    return MixedAffine2d(weight.to(dtype), bias.to(dtype), attention, layer.tau, layer.aggregation)
+
+
+def _branches_folded(layer: MixtureBatchNorm2d | BruteForceSepBN2d) -> tuple[Tensor, Tensor]:
+    pairs = [_bn_affine(b) for b in layer.branches]
+    dtype = layer.branches[0].running_mean.dtype
+    return torch.stack([a for a, _ in pairs]).to(dtype), torch.stack([b for _, b in pairs]).to(dtype)
+
+
+def _foldable_norm(module: nn.Module) -> bool:
+    """A norm layer whose eval forward is a fixed (or attention-mixed) affine map we know how to fold."""
+    if type(module) in _BATCHNORMS:
+        return _has_stats(module)
+    if type(module) is SepBatchNorm2d:
+        return (type(module.norm) in _BATCHNORMS and _has_stats(module.norm)
+                and type(module.attention) in (GroupedAttention, SqueezeExcitationAttention))
+    if type(module) in (MixtureBatchNorm2d, BruteForceSepBN2d):
+        return all(type(b) in _BATCHNORMS and _has_stats(b) for b in module.branches)
+    return False
+
+
+def _folded(norm: nn.Module, conv: nn.Conv2d | None) -> nn.Module:
+    """The replacement of ``norm`` (``conv``, when given, is modified in place to absorb what it can)."""
+    if type(norm) in _BATCHNORMS:
+        assert conv is not None
+        with torch.no_grad():
+            _fold_into_conv(conv, *_bn_affine(norm))
+        return FoldedAway()
+    if type(norm) is SepBatchNorm2d:
+        return _sepbn_folded(norm, conv)
+    weight, bias = _branches_folded(norm)
+    if type(norm) is BruteForceSepBN2d:
+        return RoutedAffine2d(weight, bias)
+    return MixedAffine2d(weight, bias, copy.deepcopy(norm.attention), norm.tau)
+
+
+# ---------------------------------------------------------------- finding conv -> norm pairs
+
+class _Tracer(torch.fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, (*_FAMILY, MixedAffine2d, RoutedAffine2d)) or super().is_leaf_module(m, qualname)
+
+
+def _concrete_args(module: nn.Module) -> dict:
+    """Defaults of every forward argument after the first, as constants (e.g. LandmarkNet's protocols=None)."""
+    params = list(inspect.signature(module.forward).parameters.values())[1:]
+    return {p.name: p.default for p in params
+            if p.default is not inspect.Parameter.empty and p.kind is not p.VAR_KEYWORD}
+
+
+def _pairs_in_graph(graph: torch.fx.Graph, root: nn.Module) -> list[tuple[str, str]]:
+    calls: dict[str, int] = {}
+    reads: set[str] = set()
+    for node in graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+        elif node.op == "get_attr":
+            reads.add(node.target.rsplit(".", 1)[0])
+    pairs = []
+    for node in graph.nodes:
+        if node.op != "call_module" or type(root.get_submodule(node.target)) is not nn.Conv2d:
+            continue
+        users = list(node.users)
+        if len(users) != 1 or users[0].op != "call_module" or users[0].args != (node,) or users[0].kwargs:
+            continue
+        conv, norm = node.target, users[0].target
+        if calls[conv] == 1 and calls[norm] == 1 and not reads & {conv, norm} and \
+                _foldable_norm(root.get_submodule(norm)):
+            pairs.append((conv, norm))
+    return pairs
+
+
+def _conv_norm_pairs(module: nn.Module, prefix: str = "") -> list[tuple[str, str]]:
+    """Qualified (conv, norm) names where the norm consumes the conv's output and nothing else does."""
+    if not any(True for _ in module.children()) or isinstance(module, _FAMILY):
+        return []
+    try:
+        graph = _Tracer().trace(module, concrete_args=_concrete_args(module))
+    except Exception:  # any forward fx cannot trace (data-dependent control flow, ...): try each child
+        return [p for name, child in module.named_children() for p in _conv_norm_pairs(child, f"{prefix}{name}.")]
+    return [(prefix + a, prefix + b) for a, b in _pairs_in_graph(graph, module)]
+
+
+def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, leaf, module.eval())
+
+
+def fuse_for_inference(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``model`` with normalisation folded into convolutions (see the module docstring).
+
+    Outputs equal ``model.eval()``'s up to float rounding; ``model`` is not changed. The copy is for
+    inference only: its folded layers raise if called in training mode.
+
+    Examples:
+        >>> from sepbn.nn import SepBatchNorm2d
+        >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3), SepBatchNorm2d(8))
+        >>> fused = fuse_for_inference(net)
+        >>> [type(m).__name__ for m in fused]
+        ['Conv2d', 'FoldedAway', 'ReLU', 'Conv2d', 'MixedAffine2d']
+        >>> x = torch.randn(2, 3, 9, 9)
+        >>> torch.allclose(fused(x), net.eval()(x), atol=1e-5)
+        True
+    """
+    fused = copy.deepcopy(model).eval()
+    counts: dict[int, int] = {}
+    for _, m in fused.named_modules(remove_duplicate=False):
+        counts[id(m)] = counts.get(id(m), 0) + 1
+    done: set[str] = set()
+    for conv_name, norm_name in _conv_norm_pairs(fused):
+        conv, norm = fused.get_submodule(conv_name), fused.get_submodule(norm_name)
+        if counts[id(conv)] == 1 and counts[id(norm)] == 1:
+            _set_module(fused, norm_name, _folded(norm, conv))
+            done.add(norm_name)
+    for name, m in list(fused.named_modules()):  # family layers with no foldable conv before them
+        if name not in done and type(m) in _FAMILY and _foldable_norm(m) and counts[id(m)] == 1:
+            _set_module(fused, name, _folded(m, None))
+    return fused
