@@ -3,6 +3,11 @@
 Each command module defines ``configure(parser)`` and ``run(args) -> int``; the table below is
 the only place a command name meets its module (imported lazily, so ``sepbn synth`` never pays
 for torch start-up it does not need).
+
+Errors: :func:`main` is the one place that catches them. An expected error (:data:`sepbn.errors.EXPECTED`:
+bad input, bad config, missing file, unreadable checkpoint, no face found) prints one line
+``sepbn <cmd>: <file>: <problem>`` and exits non-zero; ``--debug`` re-raises it with its traceback.
+Ctrl-C prints ``sepbn <cmd>: interrupted`` and exits 130. Other exceptions are bugs: traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from .errors import EXPECTED, describe, rank_tag
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("sepbn.commands.synth", "generate SynthFaces in the official annotation formats"),
@@ -19,14 +26,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("sepbn.commands.predict", "landmarks on image files, folders and videos"),
     "export": ("sepbn.commands.export", "export a checkpoint to ONNX or TorchScript"),
     "cache": ("sepbn.commands.cache", "build the decoded face cache for fast data loading"),
+    "check": ("sepbn.commands.check", "check a config and every image of its datasets without training"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sepbn", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show the traceback of expected errors too")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
+        # also after the command name; SUPPRESS keeps a flag given before it
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         p.set_defaults(_module=module)
         try:
             importlib.import_module(module).configure(p)
@@ -46,7 +57,19 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "_missing", False):
         print(f"sepbn {args.command}: not available in this build", file=sys.stderr)
         return 2
-    return int(importlib.import_module(args._module).run(args) or 0)
+    prog = f"sepbn {args.command}{rank_tag()}"
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except EXPECTED as e:
+        if args.debug:
+            raise
+        print(f"{prog}: {describe(e)}", file=sys.stderr)
+        return int(getattr(e, "exit_code", 1))
 
 
 if __name__ == "__main__":

@@ -44,6 +44,8 @@ __all__ = [
 class ConfigError(ValueError):
     """A config file or override is invalid (unknown key, wrong type, bad value)."""
 
+    exit_code = 2  # like a command-line error (sepbn.errors)
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -142,6 +144,9 @@ class TrainConfig:
     log_every: int = 20  # steps between CSV/TensorBoard rows
     val_every: int = 1  # epochs between validations
     save_every: int = 1  # epochs between checkpoints
+    # also a (mid-epoch) checkpoint once this much wall time has passed since the last one: a kill -9
+    # loses at most this much work, whatever the epoch length; 0 = epochs only
+    save_every_minutes: float = 30.0
     progress: bool = True
     tensorboard: bool = False
 
@@ -194,6 +199,8 @@ def _validate(c: Config) -> None:
         (c.dist.backend in ("auto", "nccl", "gloo"), "dist.backend", c.dist.backend),
         (c.dist.timeout_s > 0, "dist.timeout_s", c.dist.timeout_s),
         (c.train.log_every >= 1, "train.log_every", c.train.log_every),
+        (c.train.save_every >= 1, "train.save_every", c.train.save_every),
+        (c.train.save_every_minutes >= 0, "train.save_every_minutes", c.train.save_every_minutes),
     ]
     for ok, key, value in checks:
         if not ok:

@@ -37,8 +37,7 @@ def run(args: argparse.Namespace) -> int:
     for source, reason in getattr(records, "skipped", []):
         print(f"skipped {source}: {reason}", file=sys.stderr)
     if not records:
-        print(f"sepbn cache: no faces in {args.source}", file=sys.stderr)
-        return 1
+        raise ValueError(f"{args.source}: no faces")
     try:
         before = FaceCache(args.out).fingerprint
     except (FileNotFoundError, ValueError, KeyError):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -85,6 +84,7 @@ def _table(rows: dict[str, dict]) -> str:
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..data.synth import generate
+    from ..errors import UsageError
     from ..evaluation.evaluate import evaluate
     from ..evaluation.metrics import normalizer_label, plot_ced
     from ..checkpoint import load_model
@@ -94,8 +94,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     configs = Path(args.configs)
     if not (configs / "bn.toml").is_file():
-        print(f"sepbn demo: demo configs not found in {configs} (run from the repository)", file=sys.stderr)
-        return 2
+        raise UsageError(f"{configs}: demo configs not found (run from the repository or give --configs)")
     t_start = time.perf_counter()
     synth = out / "synth"
     for name, protocol, num, seed in (("target", "300w68", args.num_target, args.seed + 1),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from ..io import atomic_write_text
 
@@ -86,30 +85,26 @@ def _row(name: str, s: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluation.evaluate import evaluate
     from ..checkpoint import load_model
+    from ..errors import UsageError
+    from ..evaluation.evaluate import evaluate
     from ..train.data import build_datasets, dataset_names
     from ..train.loop import resolve_device
 
-    try:
-        model, meta = load_model(args.checkpoint)
-        data_cfg, entries = _entries(args, meta)
-        if not entries:
-            print("sepbn eval: give --data FMT:SOURCE or --config with [[data.val]]", file=sys.stderr)
-            return 2
-        device = resolve_device(args.device)
-        model.to(device)
-        size = int(meta["model_args"].get("input_size", 128))
-        datasets = build_datasets(data_cfg, entries, train=False, image_size=size)
-        results = []
-        for name, (key, ds) in zip(dataset_names(entries), datasets.items()):
-            ced = args.ced if args.ced and len(datasets) == 1 else (f"{args.ced}.{name}.png" if args.ced else None)
-            res = evaluate(model, ds, normalizer=args.normalizer, batch_size=args.batch_size, device=device,
-                           ced_path=ced, name=name, branch=args.branch)
-            results.append(res.summary)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"sepbn eval: {e}", file=sys.stderr)
-        return 1
+    model, meta = load_model(args.checkpoint)
+    data_cfg, entries = _entries(args, meta)
+    if not entries:
+        raise UsageError("give --data FMT:SOURCE, or --config with [[data.val]]")
+    device = resolve_device(args.device)
+    model.to(device)
+    size = int(meta["model_args"].get("input_size", 128))
+    datasets = build_datasets(data_cfg, entries, train=False, image_size=size)
+    results = []
+    for name, (key, ds) in zip(dataset_names(entries), datasets.items()):
+        ced = args.ced if args.ced and len(datasets) == 1 else (f"{args.ced}.{name}.png" if args.ced else None)
+        res = evaluate(model, ds, normalizer=args.normalizer, batch_size=args.batch_size, device=device,
+                       ced_path=ced, name=name, branch=args.branch)
+        results.append(res.summary)
     print(format_results(results))
     if args.json:
         atomic_write_text(args.json, json.dumps({"checkpoint": str(args.checkpoint), "results": results}, indent=2))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from ..io import atomic_write_text
@@ -51,13 +50,9 @@ def deployment_info(detector, fmt: str) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from sepbn.inference.export import export_model
-    from sepbn.inference.predictor import CheckpointError, LandmarkDetector
+    from sepbn.inference.predictor import LandmarkDetector
 
-    try:
-        detector = LandmarkDetector.from_checkpoint(args.checkpoint, args.protocol, domain=args.domain)
-    except (CheckpointError, ValueError, OSError) as e:
-        print(f"sepbn export: {e}", file=sys.stderr)
-        return 2
+    detector = LandmarkDetector.from_checkpoint(args.checkpoint, args.protocol, domain=args.domain)
     out = Path(args.out)
     print(f"exporting {detector.protocol.name} ({detector.protocol.num_points} points, "
           f"{detector.crop.input_size}x{detector.crop.input_size} input) from {args.checkpoint} to {out} ({args.fmt})")

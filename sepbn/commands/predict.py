@@ -302,21 +302,16 @@ class _VideoOutput:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from sepbn.inference.detector import DetectorUnavailable
-    from sepbn.inference.predictor import CheckpointError, LandmarkDetector
+    from sepbn.errors import UsageError
+    from sepbn.inference.predictor import LandmarkDetector
 
     if args.batch_size < 1 or args.frame_step < 1:
-        print("sepbn predict: --batch-size and --frame-step must be >= 1", file=sys.stderr)
-        return 2
-    try:
-        boxes = read_boxes_file(args.boxes) if args.boxes else None
-        detector, calibration = _detector(args)
-        predictor = LandmarkDetector.from_checkpoint(args.checkpoint, args.protocol, args.device, detector=detector,
-                                                     calibration=calibration, batch_size=args.batch_size,
-                                                     domain=args.domain)
-    except (CheckpointError, DetectorUnavailable, ValueError, OSError) as e:
-        print(f"sepbn predict: {e}", file=sys.stderr)
-        return 2
+        raise UsageError("--batch-size and --frame-step must be >= 1")
+    boxes = read_boxes_file(args.boxes) if args.boxes else None
+    detector, calibration = _detector(args)
+    predictor = LandmarkDetector.from_checkpoint(args.checkpoint, args.protocol, args.device, detector=detector,
+                                                 calibration=calibration, batch_size=args.batch_size,
+                                                 domain=args.domain)
     print(f"sepbn predict: {predictor!r}; detector box -> training box: {predictor.detector_calibration()}",
           file=sys.stderr)
 

@@ -8,7 +8,6 @@ format (layout: docs/synth.md), a ``domains.csv`` and a ``synth.json``. ``--prev
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -50,24 +49,18 @@ def run(args: argparse.Namespace) -> int:
     from sepbn.data.protocols import get_protocol
     from sepbn.data.synth import DEFAULT_DOMAINS, contact_sheet, generate, parse_domains
 
-    try:
-        protocols = [get_protocol(p).name for p in _protocols(args.protocol)]
-        domains = parse_domains(args.domains) if args.domains else DEFAULT_DOMAINS
-        if args.num < 0:
-            raise ValueError(f"--num must be >= 0, got {args.num}")
-        if args.size < 32:
-            raise ValueError(f"--size must be >= 32, got {args.size}")
-    except ValueError as e:
-        print(f"sepbn synth: {e}", file=sys.stderr)
-        return 2
+    from sepbn.errors import UsageError
+
+    if args.num < 0:
+        raise UsageError(f"--num must be >= 0, got {args.num}")
+    if args.size < 32:
+        raise UsageError(f"--size must be >= 32, got {args.size}")
+    protocols = [get_protocol(p).name for p in _protocols(args.protocol)]
+    domains = parse_domains(args.domains) if args.domains else DEFAULT_DOMAINS
     out = Path(args.out)
     if args.num > 0:
-        try:
-            summary = generate(out, protocols, args.num, seed=args.seed, domains=domains, size=args.size,
-                               test_fraction=args.test_fraction, workers=args.workers)
-        except ValueError as e:
-            print(f"sepbn synth: {e}", file=sys.stderr)
-            return 2
+        summary = generate(out, protocols, args.num, seed=args.seed, domains=domains, size=args.size,
+                           test_fraction=args.test_fraction, workers=args.workers)
         print(f"SynthFaces: {summary['num_train']} train + {summary['num_test']} test faces in {out} "
               f"({', '.join(protocols)})")
         for split in ("train", "test"):

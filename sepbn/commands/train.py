@@ -6,11 +6,15 @@ is printed, written to ``OUT/config.toml`` and stored in every checkpoint.
 
 Several processes: ``torchrun --nproc_per_node N -m sepbn train CONFIG`` (docs/distributed.md);
 rank 0 prints and writes, every rank reports its own failure with its rank.
+
+Stopping: SIGTERM, SIGINT (Ctrl-C) or SIGUSR1 finish the current step, save ``OUT/last.pt``, print
+the command that resumes, and exit with status 75 (a second Ctrl-C quits at once); docs/training.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 
@@ -24,31 +28,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="continue from OUT/last.pt (or the given checkpoint)")
 
 
+def resume_command(args: argparse.Namespace, out) -> str:
+    """The command line that continues this run (under torchrun: the same launcher in front of it)."""
+    words = ["sepbn", "train", args.config, "--out", str(out)]
+    for o in args.overrides:
+        words += ["--set", o]
+    if args.data_root:
+        words += ["--data-root", args.data_root]
+    return " ".join(shlex.quote(w) for w in words + ["--resume"])
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..config import ConfigError, load_config
-    from ..train.distributed import (DistributedError, collective_failure, init_from_env, rank_tag, scaled_optim,
-                                     shutdown)
+    from ..errors import EXPECTED
+    from ..train.distributed import DistributedError, collective_failure, init_from_env, scaled_optim, shutdown
     from ..train.loop import train
-    from ..train.nonfinite import NonFiniteLossError
+    from ..train.preempt import Preempted
 
     overrides = list(args.overrides) + ([f"data.root={args.data_root}"] if args.data_root else [])
-    try:
-        cfg = load_config(args.config, overrides)
-    except ConfigError as e:
-        print(f"sepbn train: {e}", file=sys.stderr)
-        return 2
+    cfg = load_config(args.config, overrides)
     if not cfg.data.train:
-        print("sepbn train: the config lists no training dataset ([[data.train]])", file=sys.stderr)
-        return 2
+        raise ConfigError(f"{args.config}: the config lists no training dataset ([[data.train]])")
     out = Path(args.out) if args.out else Path("runs") / cfg.name
     # under torchrun (WORLD_SIZE > 1): join the process group; otherwise one process, no torch.distributed
-    try:
-        dist = init_from_env(cfg.dist, cfg.train.device)
-    except (DistributedError, ValueError) as e:
-        print(f"sepbn train{rank_tag()}: {e}", file=sys.stderr)
-        return 1
+    dist = init_from_env(cfg.dist, cfg.train.device)
     prog = f"sepbn train{dist.tag}"
     if dist.world_size > 1 and dist.is_main:
         _, factor = scaled_optim(cfg.optim, cfg.train.batch_size, dist.world_size)
@@ -58,20 +63,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = train(cfg, out, resume=args.resume, dist=dist)
         dist.barrier("the end of training (rank 0 writes the final weights)")
-    except NonFiniteLossError as e:
-        print(f"{prog}: {e}", file=sys.stderr)
-        return 1
-    except (FileNotFoundError, ValueError) as e:
-        print(f"{prog}: {e}", file=sys.stderr)
-        return 1
+    except Preempted as e:
+        if dist.is_main:
+            print(f"{prog}: {e}\nresume with: {resume_command(args, out)}", file=sys.stderr)
+        return e.exit_code
     except Exception as e:
         message = collective_failure(e, dist)
-        if message is None:  # a bug or an unexpected failure: keep the traceback, say which rank
-            if dist.world_size > 1:
-                print(f"{prog}: {type(e).__name__}: {e}", file=sys.stderr)
-            raise
-        print(f"{prog}: {message}", file=sys.stderr)
-        return 1
+        if message is not None:  # a peer died or hangs: say so in one line (sepbn.cli prints it)
+            raise DistributedError(message) from e
+        if dist.world_size > 1 and not isinstance(e, EXPECTED):  # a bug: keep the traceback, say which rank
+            print(f"{prog}: {type(e).__name__}: {e}", file=sys.stderr)
+        raise
     finally:
         shutdown(dist)
     if not dist.is_main:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FaceRecord", "read_image", "ImageReadError"]
+__all__ = ["FaceRecord", "read_image", "ImageReadError", "jpeg_truncated"]
 
 
 class ImageReadError(OSError):
@@ -26,10 +26,39 @@ def read_image(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise ImageReadError(f"{path}: image file not found")
     data = np.fromfile(str(path), dtype=np.uint8)
+    if jpeg_truncated(data):  # some decoders return the top of a cut JPEG, grey below
+        raise ImageReadError(f"{path}: truncated JPEG (no end-of-image marker after the image data)")
     img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if img is None:
         raise ImageReadError(f"{path}: cannot decode image ({data.size} bytes)")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def jpeg_truncated(data: np.ndarray | bytes) -> bool:
+    """True for a JPEG file whose image data has no end-of-image marker (FFD9) after it: a file cut short.
+
+    Walks the marker segments up to the first start-of-scan (skipping APPn payloads, where an EXIF
+    thumbnail keeps its own FFD9), then looks for FFD9 anywhere after it, so data appended after the
+    image (motion photos) is fine. Not a JPEG, or a layout this walk does not know: False (the decoder judges).
+    """
+    b = bytes(data[:3])
+    if b != b"\xff\xd8\xff":
+        return False
+    b = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
+    i, n = 2, len(b)
+    while i + 4 <= n:
+        if b[i] != 0xFF:
+            return False
+        marker = b[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+        elif 0xD0 <= marker <= 0xD8 or marker == 0x01:  # markers without a length
+            i += 2
+        elif marker == 0xDA:  # start of scan: the entropy-coded data follows
+            return b.find(b"\xff\xd9", i + 2) < 0
+        else:
+            i += 2 + int.from_bytes(b[i + 2:i + 4], "big")
+    return True  # the file ends before its image data
 
 
 @dataclass

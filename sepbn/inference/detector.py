@@ -33,6 +33,8 @@ from typing import Protocol as TypingProtocol
 
 import numpy as np
 
+from ..errors import UserError
+
 __all__ = [
     "BOX_CONVENTIONS",
     "BoxCalibration",
@@ -51,8 +53,10 @@ __all__ = [
 ]
 
 
-class DetectorUnavailable(RuntimeError):
+class DetectorUnavailable(UserError, RuntimeError):
     """The requested face detector cannot run in this installation (the message says why)."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,8 @@ __all__ = [
 class CheckpointError(ValueError):
     """A checkpoint cannot be used: unreadable, truncated, or without the requested protocol."""
 
+    exit_code = 2  # sepbn predict / export: the checkpoint cannot be used
+
 
 @dataclass(frozen=True)
 class CropSpec:

@@ -4,16 +4,24 @@ Single-dataset training and CNT stage 1 use the same path: the training datasets
 their names, go into one ``MultiProtocolDataset`` drawn by a ``ProportionalSampler`` (each face
 with probability proportional to its dataset's size; a single dataset is simply shuffled), and
 ``collate_landmarks`` groups every batch per protocol.
+
+Before the first step, :func:`preflight` checks every training and validation image
+(:mod:`sepbn.data.preflight`): all problems are listed together and the run stops, or, for a
+dataset with ``options = {skip_invalid = true}``, those faces are left out, counted and listed.
 """
 
 from __future__ import annotations
 
+import sys
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
-from ..config import DataConfig, DatasetConfig
+from ..config import Config, DataConfig, DatasetConfig
 
-__all__ = ["dataset_name", "dataset_names", "resolve", "read_dataset_records", "build_datasets", "train_loader"]
+__all__ = ["dataset_name", "dataset_names", "resolve", "read_dataset_records", "build_datasets", "train_loader",
+           "Checked", "check_data", "preflight", "PreflightError"]
 
 
 def dataset_name(d: DatasetConfig) -> str:
@@ -63,17 +71,24 @@ def read_dataset_records(data: DataConfig, d: DatasetConfig) -> list:
     """
     from ..data.formats import read_records
 
+    from ..data.protocols import get_protocol
+
+    protocol = get_protocol(d.protocol)  # read once (a user's .json/.toml file too), then passed on
     if d.fmt == "synth":
         from ..data.synth import load_synth
 
-        records = load_synth(resolve(data.root, d.source), d.protocol, split=d.split or "train", **d.options)
+        options = {k: v for k, v in d.options.items() if k != "skip_invalid"}  # SynthFaces files are valid
+        records = load_synth(resolve(data.root, d.source), protocol.name, split=d.split or "train", **options)
     else:
         options = dict(d.options)
         if d.fmt in GENERIC_FORMATS:  # these carry any protocol: the config names it (a user's .json/.toml too)
-            options.setdefault("protocol", d.protocol)
-        records = read_records(
-            d.fmt, resolve(data.root, d.source), images=resolve(data.root, d.images), split=d.split, **options
-        )
+            options.setdefault("protocol", protocol)
+        with warnings.catch_warnings():  # the faces it leaves out are reported by the pre-flight check
+            warnings.filterwarnings("ignore", message=r".*see \.skipped")
+            records = read_records(
+                d.fmt, resolve(data.root, d.source), images=resolve(data.root, d.images), split=d.split, **options
+            )
+    skipped = list(getattr(records, "skipped", []))
     records = list(records)
     if d.limit is not None:
         records = records[: d.limit]
@@ -82,14 +97,18 @@ def read_dataset_records(data: DataConfig, d: DatasetConfig) -> list:
     if d.pose_domains is not None:  # brute-force SepBN needs a domain per face (paper III-A)
         from ..data.pose_domains import assign_pose_domains
 
-        records = assign_pose_domains(records, d.protocol, method=d.pose_domains, threshold=d.pose_threshold)
-    return records
+        records = assign_pose_domains(records, protocol, method=d.pose_domains, threshold=d.pose_threshold)
+    from ..data.formats import RecordList
+
+    return RecordList(records, skipped)
 
 
 def build_datasets(
-    data: DataConfig, entries: Sequence[DatasetConfig], *, train: bool, image_size: int, seed: int = 0
+    data: DataConfig, entries: Sequence[DatasetConfig], *, train: bool, image_size: int, seed: int = 0,
+    records: Mapping[str, Sequence] | None = None,
 ) -> dict:
-    """``{name: LandmarkDataset}`` for the configured entries (names must be unique)."""
+    """``{name: LandmarkDataset}`` for the configured entries (names must be unique); ``records`` gives
+    the faces of each name (the pre-flight check's), else they are read here."""
     from ..data.dataset import LandmarkDataset
     from ..data.transforms import AugmentConfig
 
@@ -101,8 +120,9 @@ def build_datasets(
         if cache is not None:
             # one folder per role: a train and a val entry of the same name must not share (and rebuild) it
             cache = str(Path(cache) / f"{name}-{'train' if train else 'val'}")
+        faces = records[name] if records is not None else read_dataset_records(data, d)
         out[name] = LandmarkDataset(
-            read_dataset_records(data, d), d.protocol, train=train and data.augment, image_size=image_size,
+            faces, d.protocol, train=train and data.augment, image_size=image_size,
             augment=augment, cache=cache, seed=seed, **kwargs,
         )
     return out
@@ -116,6 +136,7 @@ def train_loader(
     import torch
 
     from ..data.multi import MultiProtocolDataset, ProportionalSampler, collate_landmarks
+    from .preempt import ignore_stop_signals
 
     mixed = MultiProtocolDataset(datasets)
     sampler = ProportionalSampler(mixed.sizes, epoch_size, seed=seed, rank=rank, world_size=world_size)
@@ -124,5 +145,95 @@ def train_loader(
     loader = torch.utils.data.DataLoader(
         mixed, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate_landmarks,
         drop_last=True, pin_memory=pin_memory, persistent_workers=False,
+        worker_init_fn=ignore_stop_signals if workers else None,  # the main process handles stop signals
     )
     return loader, sampler, mixed
+
+
+# --- the pre-flight check ----------------------------------------------------------------------
+
+class PreflightError(ValueError):
+    """Images or annotations that cannot be trained on, in a dataset that does not skip them."""
+
+
+@dataclass
+class Checked:
+    """The checked faces per role (``"train"``, ``"val"``) and dataset name, and one report per dataset."""
+
+    records: dict[str, dict[str, list]] = field(default_factory=dict)
+    reports: list = field(default_factory=list)  # sepbn.data.preflight.DatasetReport
+
+    def skipped_counts(self) -> dict[str, dict[str, dict[str, int]]]:
+        """``{role: {dataset: {cause: faces}}}`` of the faces left out (datasets with skip_invalid)."""
+        out: dict = {}
+        for r in self.reports:
+            if r.problems and r.skip_invalid:
+                out.setdefault(r.role, {})[r.name] = r.causes()
+        return out
+
+    def blocking(self) -> list:
+        """Problems in datasets that do not skip them: they stop the run."""
+        return [(r, p) for r in self.reports if not r.skip_invalid for p in r.problems]
+
+    def error(self) -> PreflightError | None:
+        bad = self.blocking()
+        if not bad:
+            return None
+        names = sorted({f"{r.role} {r.name}" for r, _ in bad})
+        lines = [f"{len(bad)} face(s) cannot be used ({', '.join(names)}); fix them, or leave them out with "
+                 f"options = {{skip_invalid = true}} in the dataset's table:"]
+        return PreflightError("\n".join(lines + [f"  {p}" for _, p in bad]))
+
+
+def check_data(data: DataConfig, *, cache: str | Path | None = None, workers: int = 0, write_cache: bool = True,
+               roles: Sequence[str] = ("train", "val"), tolerance: float = 0.5) -> Checked:
+    """Read every configured dataset and check its images (:mod:`sepbn.data.preflight`) in one parallel pass."""
+    from ..data.preflight import check_records, probe_images
+
+    read = []
+    for role in roles:
+        entries = data.train if role == "train" else data.val
+        for name, d in zip(dataset_names(entries), entries):
+            read.append((role, name, d, read_dataset_records(data, d)))
+    paths = [str(r.image_path) for *_, recs in read for r in recs if r.image is None]
+    images = probe_images(paths, workers=max(workers, 1), cache=cache, write=write_cache)
+    out = Checked(records={role: {} for role in roles})
+    for role, name, d, recs in read:
+        kept, report = check_records(recs, images, name=name, role=role, tolerance=tolerance,
+                                     skip_invalid=bool(d.options.get("skip_invalid", False)), skipped=recs.skipped)
+        out.records[role][name] = kept
+        out.reports.append(report)
+    return out
+
+
+def preflight(cfg: Config, out: Path, dist) -> Checked:
+    """:func:`check_data` before training: rank 0 decodes and writes the cache ``out/preflight.json``, the
+    other ranks then read it. Raises :class:`PreflightError` listing every problem; left-out faces are
+    listed on stdout (the first 20, all of them in ``out/skipped.txt``)."""
+    cache = out / "preflight.json"
+    if dist.is_main:
+        checked = check_data(cfg.data, cache=cache, workers=cfg.data.workers)
+    dist.barrier("the pre-flight check of the images (rank 0 decodes them)")
+    if not dist.is_main:
+        checked = check_data(cfg.data, cache=cache, workers=cfg.data.workers, write_cache=False)
+    error = checked.error()
+    if error is not None:
+        raise error
+    skipped = [(r, p) for r in checked.reports if r.skip_invalid for p in r.problems]
+    if skipped and dist.is_main:
+        from ..io import atomic_write_text
+
+        atomic_write_text(out / "skipped.txt", "".join(f"{r.role} {r.name}: {p}\n" for r, p in skipped))
+        for r in checked.reports:
+            if r.skip_invalid and r.problems:
+                causes = ", ".join(f"{n} {c}" for c, n in r.causes().items())
+                print(f"{r.role} {r.name}: left out {len(r.problems)} face(s) ({causes}); kept {r.faces}")
+        for r, p in skipped[:20]:
+            print(f"  skipped {p}")
+        more = f"; {len(skipped) - 20} more" if len(skipped) > 20 else ""
+        print(f"  (all {len(skipped)} listed in {out / 'skipped.txt'}{more})", file=sys.stdout)
+    for role, names in checked.records.items():
+        for name, recs in names.items():
+            if not recs:
+                raise PreflightError(f"{role} dataset {name!r}: no face is left after the pre-flight check")
+    return checked

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from ..config import DistConfig, OptimConfig
+from ..errors import UserError, rank_tag
 
 __all__ = [
     "DistInfo",
@@ -57,15 +58,8 @@ __all__ = [
 LR_SCALING = ("none", "linear", "sqrt")
 
 
-class DistributedError(RuntimeError):
+class DistributedError(UserError, RuntimeError):
     """A rank could not start, or waited in vain for the others."""
-
-
-def rank_tag(rank: int | None = None, world_size: int | None = None) -> str:
-    """``" [rank r/W]"`` in a multi-process run (read from torchrun's environment by default), else ``""``."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1")) if world_size is None else world_size
-    rank = int(os.environ.get("RANK", "0")) if rank is None else rank
-    return f" [rank {rank}/{world_size}]" if world_size > 1 else ""
 
 
 @dataclass(frozen=True)
@@ -152,7 +146,7 @@ class DistInfo:
         import torch.distributed as dist
 
         # rank r's weighted branch loss, averaged over ranks, is the branch mean over the global batch
-        values = [loss] + [float(losses[p] * weights[p]) if p in losses else 0.0 for p in protocols]
+        values = [loss] + [float(losses[p].detach() * weights[p]) if p in losses else 0.0 for p in protocols]
         values += [float(p in losses) for p in protocols]
         total = torch.tensor(values, dtype=torch.float64, device=device)
         dist.all_reduce(total)

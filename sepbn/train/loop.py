@@ -27,18 +27,22 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
-from ..config import Config, config_to_dict, format_config
-from ..io import atomic_write_text
 from ..checkpoint import load_checkpoint, rng_state, save_checkpoint, save_weights, set_rng_state
-from .data import build_datasets, train_loader
+from ..config import Config, config_to_dict, format_config
+from ..data.protocols import Protocol
+from ..data.records import ImageReadError
+from ..io import atomic_write_text
+from .data import build_datasets, preflight, train_loader
 from .distributed import DistInfo, scaled_optim
 from .losses import l1_loss, wing_loss
 from .nonfinite import NonFiniteLossError, diagnose
 from .optim import build_optimizer, set_lr
+from .preempt import Preempted, SaveClock, StopSignals, checkpoint_write_failed, state_bytes
 from .schedules import lr_at, tau_at
 
 __all__ = ["train", "TrainResult", "branch_losses", "resolve_device", "init_from_checkpoint"]
@@ -52,6 +56,10 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)  # training loss of every step of this process
     best_nme: float | None = None
     val: list[dict] = field(default_factory=list)  # one entry per validation
+    skipped: dict = field(default_factory=dict)  # faces left out by the pre-flight check: {role: {dataset: {cause: n}}}
+
+
+_clock = time.monotonic  # the wall clock of train.save_every_minutes (tests replace it)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -104,28 +112,69 @@ def _progress(total: int, epoch: int, epochs: int, *, enabled: bool):
     return tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", disable=not enabled, leave=False, dynamic_ncols=True)
 
 
-def train(cfg: Config, out_dir: str | Path, *, resume: bool | str | Path = False,
-          dist: DistInfo | None = None) -> TrainResult:
-    """Train ``cfg`` into ``out_dir``; ``resume=True`` continues from ``out_dir/last.pt`` (or a given path)."""
+@dataclass
+class _Run:
+    """What one run holds from setup to the end: data, network, optimiser and the schedules."""
+
+    cfg: Config
+    out: Path
+    dist: DistInfo
+    device: torch.device
+    model: torch.nn.Module
+    net: torch.nn.Module  # the module forward runs on (DDP around ``model`` with several ranks)
+    protocols: dict[str, Protocol]  # one head per protocol, in head order
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    loader: torch.utils.data.DataLoader
+    sampler: object
+    mixed: object
+    val_sets: dict
+    loss_fn: Callable
+    lr_of: Callable[[int], float]
+    tau_of: Callable[[int], float]
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+    brute_force: bool
+    skipped: dict  # faces left out by the pre-flight check: {role: {dataset: {cause: count}}}
+
+
+@dataclass
+class _Position:
+    """Where the run stands: ``skip`` batches of ``epoch`` are done (a resumed mid-epoch checkpoint)."""
+
+    step: int = 0
+    epoch: int = 0
+    skip: int = 0
+    best: float = math.inf
+    rng: dict | None = None  # the state to continue from once the ``skip`` replayed draws are done
+
+
+def _write_config(cfg: Config, out: Path, dist: DistInfo) -> None:
+    if not dist.is_main:
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    text = format_config(cfg)
+    atomic_write_text(out / "config.toml", text)
+    if cfg.train.progress:
+        print(f"# resolved config (also in {out / 'config.toml'})\n{text}")
+
+
+def _setup(cfg: Config, out: Path, dist: DistInfo) -> _Run:
+    """Pre-flight check, datasets, loader, network, optimiser, AMP and the LR / tau schedules."""
     from ..models import create_model
-    from ..nn import BruteForceSepBN2d, domains, set_temperature
+    from ..nn import BruteForceSepBN2d
 
-    dist = dist or DistInfo()
-    out = Path(out_dir)
     tc, sc = cfg.train, cfg.schedule
-    if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        text = format_config(cfg)
-        atomic_write_text(out / "config.toml", text)
-        if tc.progress:
-            print(f"# resolved config (also in {out / 'config.toml'})\n{text}")
     device = resolve_device(tc.device)
-    _seed_everything(tc.seed)
-
-    # --- data and model -----------------------------------------------------------------
     size = cfg.model.input_size
-    train_sets = build_datasets(cfg.data, cfg.data.train, train=True, image_size=size, seed=tc.seed)
-    val_sets = build_datasets(cfg.data, cfg.data.val, train=False, image_size=size) if dist.is_main else {}
+    checked = preflight(cfg, out, dist)
+    train_sets = build_datasets(cfg.data, cfg.data.train, train=True, image_size=size, seed=tc.seed,
+                                records=checked.records["train"])
+    val_sets = (build_datasets(cfg.data, cfg.data.val, train=False, image_size=size, records=checked.records["val"])
+                if dist.is_main else {})
     loader, sampler, mixed = train_loader(
         train_sets, batch_size=tc.batch_size, epoch_size=cfg.data.epoch_size, workers=cfg.data.workers,
         seed=tc.seed, rank=dist.rank, world_size=dist.world_size, pin_memory=device.type == "cuda",
@@ -145,19 +194,14 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool | str | Path = False
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     # every learning rate is for optim.lr_reference_batch faces; the effective batch is batch_size * world_size
     optim_cfg, lr_factor = scaled_optim(cfg.optim, tc.batch_size, dist.world_size)
-    optimizer = build_optimizer(model, optim_cfg)
-    brute_force = any(isinstance(m, BruteForceSepBN2d) for m in model.modules())
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.amp) if device.type == "cuda" else None
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     if tc.loss == "wing":
         def loss_fn(p, t):
             return wing_loss(p, t, w=tc.wing_w, epsilon=tc.wing_epsilon, image_size=size)
     else:
         loss_fn = l1_loss
-
     steps_per_epoch = len(loader)
-    total_steps = sc.epochs * steps_per_epoch
-    warmup_steps = sc.warmup_epochs * steps_per_epoch
+    total_steps, warmup_steps = sc.epochs * steps_per_epoch, sc.warmup_epochs * steps_per_epoch
 
     def lr_of(step: int) -> float:
         return lr_at(step, total_steps=total_steps, warmup_steps=warmup_steps, max_lr=optim_cfg.lr,
@@ -166,149 +210,242 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool | str | Path = False
     def tau_of(epoch: int) -> float:
         return tau_at(epoch, start=sc.tau_start, end=sc.tau_end, epochs=sc.tau_epochs)
 
-    # --- resume ----------------------------------------------------------------------------
-    step, start_epoch, skip, best = 0, 0, 0, math.inf
-    resume_rng: dict | None = None
-    if resume:
-        path = Path(resume) if not isinstance(resume, bool) else out / "last.pt"
-        ckpt = load_checkpoint(path, map_location=device)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"]) if ckpt.get("scaler") else None
-        step, start_epoch, skip = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
-        if ckpt.get("world_size", 1) != dist.world_size:  # other shares, steps per epoch and LR schedule
-            raise ValueError(f"{path} was written by a run of {ckpt.get('world_size', 1)} processes; "
-                             f"resume it with as many (got {dist.world_size})")
-        best = ckpt.get("best_nme", math.inf)
-        # mid-epoch: replay the epoch's draws from its start state, then continue from the saved state
-        set_rng_state(ckpt["rng_epoch"] if skip else ckpt["rng"])
-        resume_rng = ckpt["rng"]
-        if dist.is_main and tc.progress:
-            print(f"resumed from {path}: epoch {start_epoch}, step {step}")
+    return _Run(
+        cfg=cfg, out=out, dist=dist, device=device, model=model, net=model, protocols=protocols,
+        optimizer=build_optimizer(model, optim_cfg), scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
+        loader=loader, sampler=sampler, mixed=mixed, val_sets=val_sets, loss_fn=loss_fn, lr_of=lr_of, tau_of=tau_of,
+        steps_per_epoch=steps_per_epoch, total_steps=total_steps, warmup_steps=warmup_steps, amp_dtype=amp_dtype,
+        channels_last=channels_last, brute_force=any(isinstance(m, BruteForceSepBN2d) for m in model.modules()),
+        skipped=checked.skipped_counts(),
+    )
 
-    net = dist.wrap(model)
-    from .logger import RunLogger
 
-    logger = RunLogger(out, enabled=dist.is_main, tensorboard=tc.tensorboard,
-                       resume_step=step if resume else None)
-    result = TrainResult(out_dir=out, step=step, epoch=start_epoch, best_nme=None if best == math.inf else best)
+def _resume(run: _Run, resume: bool | str | Path) -> _Position:
+    """Model, optimiser, scaler, position and RNG states of a checkpoint (``True``: ``out/last.pt``)."""
+    path = Path(resume) if not isinstance(resume, bool) else run.out / "last.pt"
+    ckpt = load_checkpoint(path, map_location=run.device)
+    if ckpt.get("world_size", 1) != run.dist.world_size:  # other shares, steps per epoch and LR schedule
+        raise ValueError(f"{path} was written by a run of {ckpt.get('world_size', 1)} processes; "
+                         f"resume it with as many (got {run.dist.world_size})")
+    run.model.load_state_dict(ckpt["model"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    if ckpt.get("scaler"):
+        run.scaler.load_state_dict(ckpt["scaler"])
+    pos = _Position(step=ckpt["step"], epoch=ckpt["epoch"], skip=ckpt["batch_in_epoch"],
+                    best=ckpt.get("best_nme", math.inf), rng=ckpt["rng"])
+    # mid-epoch: replay the epoch's draws from its start state, then continue from the saved state
+    set_rng_state(ckpt["rng_epoch"] if pos.skip else ckpt["rng"])
+    if run.dist.is_main and run.cfg.train.progress:
+        print(f"resumed from {path}: epoch {pos.epoch}, step {pos.step}")
+    return pos
 
-    def checkpoint(epoch: int, batch_in_epoch: int, epoch_rng: dict, metrics: dict, tau: float,
-                   name: str = "last.pt") -> None:
-        save_checkpoint(out / name, {
-            "model": model.state_dict(),
-            "model_args": model.model_args,
-            "protocols": {p: proto.to_dict() for p, proto in protocols.items()},
-            "config": config_to_dict(cfg),
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-            "scheduler": {"kind": "warmup-cosine", "step": step, "total_steps": total_steps,
-                          "warmup_steps": warmup_steps, "lr": lr_of(min(step, total_steps - 1))},
-            "epoch": epoch, "batch_in_epoch": batch_in_epoch, "step": step, "world_size": dist.world_size,
-            "rng": rng_state(), "rng_epoch": epoch_rng,
-            "temperature": tau, "best_nme": best, "metrics": metrics,
-        })
 
-    def export(folder: str, metrics: dict, epoch: int, tau: float) -> None:
-        save_weights(out / folder, model.state_dict(), {
-            "model_args": model.model_args,
-            "protocols": {p: proto.to_dict() for p, proto in protocols.items()},
-            "config": config_to_dict(cfg), "epoch": epoch, "step": step,
+def _save(run: _Run, pos: _Position, epoch: int, batch_in_epoch: int, epoch_rng: dict, metrics: dict,
+          tau: float, name: str = "last.pt") -> None:
+    """Write a training checkpoint (rank 0); a failed write (a full disk) stops the run, previous file intact."""
+    state = {
+        "model": run.model.state_dict(),
+        "model_args": run.model.model_args,
+        "protocols": {p: proto.to_dict() for p, proto in run.protocols.items()},
+        "config": config_to_dict(run.cfg),
+        "optimizer": run.optimizer.state_dict(),
+        "scaler": run.scaler.state_dict() if run.scaler.is_enabled() else None,
+        "scheduler": {"kind": "warmup-cosine", "step": pos.step, "total_steps": run.total_steps,
+                      "warmup_steps": run.warmup_steps, "lr": run.lr_of(min(pos.step, run.total_steps - 1))},
+        "epoch": epoch, "batch_in_epoch": batch_in_epoch, "step": pos.step, "world_size": run.dist.world_size,
+        "rng": rng_state(), "rng_epoch": epoch_rng,
+        "temperature": tau, "best_nme": pos.best, "metrics": metrics,
+    }
+    path = run.out / name
+    try:
+        save_checkpoint(path, state)
+    except OSError as e:
+        raise checkpoint_write_failed(path, e, state_bytes(state)) from e
+
+
+def _export(run: _Run, folder: str, metrics: dict, epoch: int, step: int, tau: float) -> None:
+    """Deployment weights (safetensors + config.json) into ``out/folder``."""
+    state = run.model.state_dict()
+    try:
+        save_weights(run.out / folder, state, {
+            "model_args": run.model.model_args,
+            "protocols": {p: proto.to_dict() for p, proto in run.protocols.items()},
+            "config": config_to_dict(run.cfg), "epoch": epoch, "step": step,
             "temperature": tau, "metrics": metrics,
         })
+    except OSError as e:
+        raise checkpoint_write_failed(run.out / folder / "model.safetensors", e, state_bytes(state)) from e
 
-    # --- the loop ----------------------------------------------------------------------------
-    stop = tc.max_steps is not None and step >= tc.max_steps
-    epoch = start_epoch
-    for epoch in range(start_epoch, sc.epochs):
-        if stop:
+
+def _batches(loader):
+    """The loader's batches; an image that fails to load in a worker process is reported as one line."""
+    it = iter(loader)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except ImageReadError as e:  # a worker re-raises it with its traceback in the message
+            raise ImageReadError(str(e).strip().splitlines()[-1].split("ImageReadError: ")[-1]) from None
+        yield batch
+
+
+def _train_step(run: _Run, batch: dict, step: int, tau: float) -> tuple[float, dict, dict]:
+    """One optimiser step on ``batch``: ``(loss, branch losses, branch weights)``."""
+    from ..nn import domains
+
+    lr = run.lr_of(step)
+    set_lr(run.optimizer, lr)
+    images = batch["image"].to(run.device, non_blocking=True)
+    if run.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    targets = {p: t.to(run.device, non_blocking=True) for p, t in batch["target"].items()}
+    # brute-force SepBN routes each face by its domain label (paper III-A); others ignore it
+    routing = domains(batch["domain"]) if run.brute_force else contextlib.nullcontext()
+    with routing, torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
+        outputs = run.net(images, protocols=batch["protocol"])
+    losses = branch_losses(outputs, targets, run.loss_fn)
+    # one mean per protocol over the global batch (several ranks: see DistInfo.branch_weights)
+    weights = run.dist.branch_weights({p: len(t) for p, t in targets.items()}, list(run.protocols), run.device)
+    loss = sum(losses[p] * weights[p] for p in losses)
+    loss_value = loss.item()
+    if not math.isfinite(loss_value):
+        def rerun(probe, images=images, protos=batch["protocol"]):
+            return probe(images, protocols=protos)
+        # with synchronised BN a re-run would wait for ranks that are elsewhere: statistics only
+        raise NonFiniteLossError(diagnose(run.model, step, loss_value, None if run.dist.forward_syncs else rerun))
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    if run.cfg.optim.grad_clip:
+        run.scaler.unscale_(run.optimizer)
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.optim.grad_clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    return loss_value, losses, weights
+
+
+def _epoch(run: _Run, pos: _Position, epoch: int, stop: StopSignals, clock: SaveClock, logger,
+           result: TrainResult) -> str | None:
+    """Train one epoch (from batch ``pos.skip``), validate and checkpoint it. Returns why the run must
+    stop now ("max_steps", or the stop signal's name) or None."""
+    from ..nn import set_temperature
+
+    cfg, tc, dist = run.cfg, run.cfg.train, run.dist
+    tau = run.tau_of(epoch)
+    set_temperature(run.model, tau)
+    run.sampler.set_epoch(epoch)
+    run.mixed.set_epoch(epoch)
+    epoch_rng = rng_state()  # a resumed epoch starts from the restored epoch-start state
+    run.model.train()
+    bar = _progress(run.steps_per_epoch, epoch, cfg.schedule.epochs, enabled=dist.is_main and tc.progress)
+    bar.update(pos.skip)
+    t0, seen, batch_in_epoch, halt = time.perf_counter(), 0, 0, None
+    for batch_in_epoch, batch in enumerate(_batches(run.loader)):
+        if batch_in_epoch < pos.skip:
+            continue  # replayed draws of an interrupted epoch
+        if pos.skip:
+            set_rng_state(pos.rng)
+            pos.skip = 0
+        lr = run.lr_of(pos.step)
+        loss_value, losses, weights = _train_step(run, batch, pos.step, tau)
+        pos.step += 1
+        seen += batch["image"].shape[0]
+        result.losses.append(loss_value)
+        ips = seen * dist.world_size / max(time.perf_counter() - t0, 1e-9)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", tau=f"{tau:.1f}", img_s=f"{ips:.0f}")
+        if pos.step % tc.log_every == 0:
+            logger.log("train", {
+                "step": pos.step, "epoch": epoch,  # losses over the global batch (all ranks)
+                **dist.global_losses(loss_value, losses, weights, list(run.protocols), run.device),
+                "lr": lr, "tau": tau, "images_per_s": ips,
+            }, pos.step)
+        if tc.max_steps is not None and pos.step >= tc.max_steps:
+            halt = "max_steps"
+        else:
+            halt = stop.agreed(dist, run.device)  # every rank stops at the same step
+        if halt:
             break
-        tau = tau_of(epoch)
-        set_temperature(model, tau)
-        sampler.set_epoch(epoch)
-        mixed.set_epoch(epoch)
-        epoch_rng = rng_state()  # a resumed epoch starts from the restored epoch-start state
-        model.train()
-        bar = _progress(steps_per_epoch, epoch, sc.epochs, enabled=dist.is_main and tc.progress)
-        bar.update(skip)
-        t0, seen = time.perf_counter(), 0
-        batch_in_epoch = 0
-        for batch_in_epoch, batch in enumerate(loader):
-            if batch_in_epoch < skip:
-                continue  # replayed draws of an interrupted epoch
-            if skip:
-                set_rng_state(resume_rng)
-                skip = 0
-            lr = lr_of(step)
-            set_lr(optimizer, lr)
-            images = batch["image"].to(device, non_blocking=True)
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            targets = {p: t.to(device, non_blocking=True) for p, t in batch["target"].items()}
-            # brute-force SepBN routes each face by its domain label (paper III-A); others ignore it
-            routing = domains(batch["domain"]) if brute_force else contextlib.nullcontext()
-            with routing, torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                outputs = net(images, protocols=batch["protocol"])
-            losses = branch_losses(outputs, targets, loss_fn)
-            # one mean per protocol over the global batch (several ranks: see DistInfo.branch_weights)
-            weights = dist.branch_weights({p: len(t) for p, t in targets.items()}, list(protocols), device)
-            loss = sum(losses[p] * weights[p] for p in losses)
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                def rerun(probe, images=images, protos=batch["protocol"]):
-                    return probe(images, protocols=protos)
-                # with synchronised BN a re-run would wait for ranks that are elsewhere: statistics only
-                raise NonFiniteLossError(diagnose(model, step, loss_value, None if dist.forward_syncs else rerun))
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.optim.grad_clip:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            step += 1
-            seen += images.shape[0]
-            result.losses.append(loss_value)
-            ips = seen * dist.world_size / max(time.perf_counter() - t0, 1e-9)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", tau=f"{tau:.1f}", img_s=f"{ips:.0f}")
-            if step % tc.log_every == 0:
-                logger.log("train", {
-                    "step": step, "epoch": epoch,  # losses over the global batch (all ranks)
-                    **dist.global_losses(loss_value, losses, weights, list(protocols), device),
-                    "lr": lr, "tau": tau, "images_per_s": ips,
-                }, step)
-            if tc.max_steps is not None and step >= tc.max_steps:
-                stop = True
-                break
-        bar.close()
-        finished = not stop or batch_in_epoch + 1 == steps_per_epoch
-        done_epochs = epoch + 1 if finished else epoch
-        metrics = {}
-        if finished and val_sets and ((epoch + 1) % tc.val_every == 0 or epoch + 1 == sc.epochs):
-            metrics = _nme_of(model, val_sets, cfg, device)
-            model.train()
-            mean_nme = float(np.mean(list(metrics.values())))
-            row = {"epoch": epoch + 1, "step": step, "nme": mean_nme, **{f"nme/{k}": v for k, v in metrics.items()}}
-            result.val.append(row)
-            logger.log("val", row, step)
-            if dist.is_main and tc.progress:
-                print(f"epoch {epoch + 1}: val NME " + ", ".join(f"{k} {100 * v:.2f}%" for k, v in metrics.items()))
-            if mean_nme < best:
-                best = mean_nme
-                if dist.is_main:
-                    checkpoint(done_epochs, 0, epoch_rng, metrics, tau, name="best.pt")
-                    export("best", metrics, done_epochs, tau)
-        if dist.is_main and (stop or not finished or done_epochs % tc.save_every == 0 or done_epochs == sc.epochs):
-            checkpoint(done_epochs, 0 if finished else batch_in_epoch + 1, epoch_rng, metrics, tau)
-        dist.barrier(f"the end of epoch {epoch + 1} (rank 0 validates and saves)")
-        result.epoch = done_epochs
-    result.step = step
-    result.best_nme = None if best == math.inf else best
+        if dist.is_main and clock.due() and batch_in_epoch + 1 < run.steps_per_epoch:
+            _save(run, pos, epoch, batch_in_epoch + 1, epoch_rng, {}, tau)  # bounded loss on a kill -9
+            clock.reset()
+    bar.close()
+    finished = halt is None or batch_in_epoch + 1 == run.steps_per_epoch
+    done_epochs = epoch + 1 if finished else epoch
+    preempted = halt not in (None, "max_steps")
+    metrics = {}
+    # a preempted run saves at once (its grace time is short); the resumed run goes on with the next epoch
+    if (finished and not preempted and run.val_sets
+            and ((epoch + 1) % tc.val_every == 0 or epoch + 1 == cfg.schedule.epochs)):
+        metrics = _validate(run, pos, epoch, done_epochs, epoch_rng, tau, logger, result)
+    if dist.is_main and (halt or not finished or done_epochs % tc.save_every == 0
+                         or done_epochs == cfg.schedule.epochs or clock.due()):
+        _save(run, pos, done_epochs, 0 if finished else batch_in_epoch + 1, epoch_rng, metrics, tau)
+        clock.reset()
+    dist.barrier(f"the end of epoch {epoch + 1} (rank 0 validates and saves)")
+    result.epoch = done_epochs
+    if preempted:
+        raise Preempted(halt, run.out / "last.pt", pos.step, epoch, batch_in_epoch + 1)
+    return halt
+
+
+def _validate(run: _Run, pos: _Position, epoch: int, done_epochs: int, epoch_rng: dict, tau: float, logger,
+              result: TrainResult) -> dict:
+    """NME on every validation set (rank 0); ``best.pt`` and ``best/`` when the mean improves."""
+    metrics = _nme_of(run.model, run.val_sets, run.cfg, run.device)
+    run.model.train()
+    mean_nme = float(np.mean(list(metrics.values())))
+    row = {"epoch": epoch + 1, "step": pos.step, "nme": mean_nme, **{f"nme/{k}": v for k, v in metrics.items()}}
+    result.val.append(row)
+    logger.log("val", row, pos.step)
+    if run.dist.is_main and run.cfg.train.progress:
+        print(f"epoch {epoch + 1}: val NME " + ", ".join(f"{k} {100 * v:.2f}%" for k, v in metrics.items()))
+    if mean_nme < pos.best:
+        pos.best = mean_nme
+        if run.dist.is_main:
+            _save(run, pos, done_epochs, 0, epoch_rng, metrics, tau, name="best.pt")
+            _export(run, "best", metrics, done_epochs, pos.step, tau)
+    return metrics
+
+
+def train(cfg: Config, out_dir: str | Path, *, resume: bool | str | Path = False,
+          dist: DistInfo | None = None) -> TrainResult:
+    """Train ``cfg`` into ``out_dir``; ``resume=True`` continues from ``out_dir/last.pt`` (or a given path).
+
+    Raises :class:`~sepbn.train.preempt.Preempted` after saving ``last.pt`` when a stop signal arrives
+    (SIGTERM, SIGINT, SIGUSR1; see :mod:`sepbn.train.preempt`).
+    """
+    from .logger import RunLogger
+
+    dist = dist or DistInfo()
+    out = Path(out_dir)
+    _write_config(cfg, out, dist)
+    _seed_everything(cfg.train.seed)
+    run = _setup(cfg, out, dist)
+    pos = _resume(run, resume) if resume else _Position()
+    run.net = dist.wrap(run.model)
+    logger = RunLogger(out, enabled=dist.is_main, tensorboard=cfg.train.tensorboard,
+                       resume_step=pos.step if resume else None)
+    result = TrainResult(out_dir=out, step=pos.step, epoch=pos.epoch, best_nme=None if pos.best == math.inf else pos.best,
+                         skipped=run.skipped)
+    clock = SaveClock(cfg.train.save_every_minutes, _clock)
+    try:
+        with StopSignals(announce=dist.is_main) as stop:
+            halt = cfg.train.max_steps is not None and pos.step >= cfg.train.max_steps
+            for epoch in range(pos.epoch, cfg.schedule.epochs):
+                if halt:
+                    break
+                halt = _epoch(run, pos, epoch, stop, clock, logger, result)
+    finally:
+        logger.close()
+        result.step = pos.step
+    result.best_nme = None if pos.best == math.inf else pos.best
     if dist.is_main:
-        export("final", result.val[-1] if result.val else {}, result.epoch, tau_of(max(result.epoch - 1, 0)))
+        epoch = result.epoch
+        _export(run, "final", result.val[-1] if result.val else {}, epoch, pos.step, run.tau_of(max(epoch - 1, 0)))
         atomic_write_text(out / "summary.json", json.dumps({
-            "step": step, "epochs": sc.epochs, "best_nme": result.best_nme, "val": result.val,
+            "step": pos.step, "epochs": cfg.schedule.epochs, "best_nme": result.best_nme, "val": result.val,
+            "skipped_faces": sum(n for role in run.skipped.values() for d in role.values() for n in d.values()),
+            "skipped": run.skipped,
         }, indent=2))
-    logger.close()
     return result

@@ -14,12 +14,14 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..errors import UserError
+
 __all__ = ["NonFiniteLossError", "diagnose", "BLOWUP"]
 
 BLOWUP = 1e6  # |value| above this counts as blown up
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(UserError, FloatingPointError):
     """The training loss became NaN or inf; the message names the step and the layers."""
 
 

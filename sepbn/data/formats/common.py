@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ...io import atomic_write_text
+from ..preflight import geometry_problem
 from ..protocols import Protocol
 from ..records import FaceRecord, ImageReadError
 from .errors import FormatError
@@ -148,21 +149,10 @@ def check_record_image(rec: FaceRecord, tolerance: float = 0.5) -> None:
     except ImageReadError as e:
         raise FormatError(rec.source, str(e), "image") from None
     h, w = img.shape[:2]
-    lo_x, hi_x = -tolerance * w, (w - 1) + tolerance * w
-    lo_y, hi_y = -tolerance * h, (h - 1) + tolerance * h
-    pts = np.asarray(rec.landmarks, dtype=np.float64)
-    out = np.flatnonzero((pts[:, 0] < lo_x) | (pts[:, 0] > hi_x) | (pts[:, 1] < lo_y) | (pts[:, 1] > hi_y))
-    if out.size:
-        i = int(out[0])
-        raise FormatError(
-            rec.source, f"point {i} at ({pts[i, 0]:g}, {pts[i, 1]:g}) is far outside the {w}x{h} image",
-            f"landmarks[{i}]",
-        )
-    x0, y0, x1, y1 = (float(v) for v in rec.box)
-    for name, v, lo, hi in (("x_min", x0, lo_x, hi_x), ("y_min", y0, lo_y, hi_y),
-                            ("x_max", x1, lo_x, hi_x), ("y_max", y1, lo_y, hi_y)):
-        if not lo <= v <= hi:
-            raise FormatError(rec.source, f"{name} = {v:g} is far outside the {w}x{h} image", "box")
+    bad = geometry_problem(rec, w, h, tolerance)
+    if bad is not None:
+        _, where, message = bad
+        raise FormatError(rec.source, message, where)
 
 
 def require_protocol(records: Sequence[FaceRecord], protocol: str, fmt: str) -> None:
