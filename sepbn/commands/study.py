@@ -1,0 +1,166 @@
+"""``sepbn study run|table|check|eval``: a grid of variants x seeds, resumable, in parallel, into one table.
+
+    sepbn study run STUDY.toml --out DIR [--jobs N] [--threads-per-job T] [--devices 0,1]
+                    [--executor local|slurm|submitit-local] [--only VARIANT ...] [--set KEY=VALUE ...]
+    sepbn study table DIR            # markdown on stdout and DIR/table.md, DIR/table.json, DIR/ced.png
+    sepbn study check STUDY.toml     # parse the study and resolve every variant's configs (no training)
+    sepbn study eval RUNDIR          # evaluate one run folder (the runner calls it)
+
+The study file format, the folder layout, resuming and the statistics: docs/study.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from ..io import atomic_write_text
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="study_command", metavar="ACTION", required=True)
+    run = sub.add_parser("run", help="train and evaluate every (variant, seed) not finished yet, then the table")
+    run.add_argument("study", help="study file (.toml)")
+    run.add_argument("--out", default=None, help="study folder (default: runs/study/<study name>)")
+    run.add_argument("--jobs", type=int, default=None,
+                     help="runs side by side (default: the number of --devices, else 1)")
+    run.add_argument("--threads-per-job", type=int, default=None,
+                     help="OMP/MKL threads of each run (default: CPU cores / jobs)")
+    run.add_argument("--devices", default=None, help="GPUs to use, one per running job, e.g. 0,1,2,3")
+    run.add_argument("--executor", choices=("local", "slurm", "submitit-local"), default="local",
+                     help="local processes (default), SLURM jobs through submitit, or submitit's local executor")
+    run.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                     help="submitit parameter, e.g. slurm_partition=gpu, timeout_min=600, gpus_per_node=1 (repeatable)")
+    run.add_argument("--only", nargs="+", default=[], metavar="VARIANT", help="run only these variants")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key in every run (e.g. data.root=/data); saved with the study")
+    table = sub.add_parser("table", help="the table of a study folder (markdown, JSON, CED plot)")
+    table.add_argument("folder", help="study folder (the --out of sepbn study run)")
+    check = sub.add_parser("check", help="parse a study file and resolve every variant's configs")
+    check.add_argument("study", help="study file (.toml)")
+    ev = sub.add_parser("eval", help="evaluate one run folder of a study (writes result.json)")
+    ev.add_argument("folder", help="run folder DIR/<variant>/seed<k>")
+
+
+def write_table(out: Path) -> str:
+    """Build the table of study folder ``out``, write table.json / table.md / ced*.png; return the markdown."""
+    from ..study.report import format_markdown
+    from ..study.table import build_table, plot_mean_ced
+
+    table = build_table(out)
+    text = format_markdown(table)
+    atomic_write_text(out / "table.json", json.dumps(table, indent=2))
+    atomic_write_text(out / "table.md", text)
+    threshold = table["eval"]["fr_thresholds"][-1]
+    plots = []
+    for i, (ds, entry) in enumerate(table["datasets"].items()):
+        path = out / ("ced.png" if i == 0 else f"ced-{ds}.png")
+        if plot_mean_ced(out, ds, path, threshold, entry.get("normalizer", "NME")) is not None:
+            plots.append(str(path))
+    if plots:
+        text += f"\nCED (mean over seeds): {', '.join(plots)}\n"
+    return text
+
+
+def _parse_parameters(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--slurm expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..study.runner import run_jobs
+    from ..study.spec import check_study, load_study, study_jobs, study_to_dict
+
+    study = load_study(args.study, args.overrides)
+    out = Path(args.out) if args.out else Path("runs") / "study" / study.name
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else []
+    jobs_n = args.jobs or max(len(devices), 1)
+    if jobs_n < 1 or (args.threads_per_job is not None and args.threads_per_job < 1):
+        raise ValueError("--jobs and --threads-per-job must be at least 1")
+    if devices and jobs_n > len(devices):
+        raise ValueError(f"--jobs {jobs_n} needs as many --devices (got {len(devices)}: one GPU per job)")
+    threads = args.threads_per_job or max(1, (os.cpu_count() or 1) // jobs_n)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "study.json", json.dumps(study_to_dict(study), indent=2))
+    broken = check_study(study)
+    jobs = study_jobs(study, out, args.only)
+    todo = [j for j in jobs if j.variant not in broken]
+    failed = []
+    for j in jobs:
+        if j.variant in broken:
+            j.folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(j.folder / "error.json", json.dumps(
+                {"step": "config", "exit_code": 2, "log": str(study.path), "error": broken[j.variant]}, indent=2))
+            failed.append(j.id)
+    for v, e in broken.items():
+        print(f"variant {v}: config does not resolve, its runs are not started: {e}", file=sys.stderr)
+    total = len(jobs)
+    print(f"study {study.name}: {total} runs ({len(study.variants)} variants x {len(study.seeds)} seeds) in {out}; "
+          f"{jobs_n} at a time, {threads} threads each" + (f", devices {devices}" if devices else "")
+          + f", executor {args.executor}", flush=True)
+    count = [len(failed)]
+
+    def report(o) -> None:
+        count[0] += 1
+        if o.status == "failed":
+            failed.append(o.job)
+            print(f"[{count[0]}/{total}] {o.job} FAILED: {o.error} (log: {o.log})", flush=True)
+        elif o.status == "interrupted":
+            print(f"[{count[0]}/{total}] {o.job} interrupted", flush=True)
+        else:
+            word = "already done" if o.status == "skipped" else f"done in {o.seconds:.0f} s"
+            print(f"[{count[0]}/{total}] {o.job} {word}", flush=True)
+
+    run_jobs(todo, workers=jobs_n, threads=threads, devices=devices, executor=args.executor,
+             submitit_folder=out / ".submitit", parameters=_parse_parameters(args.slurm), report=report)
+    print()
+    print(write_table(out))
+    if failed:
+        print(f"sepbn study: {len(failed)} of {total} runs failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import ConfigError
+    from ..study.spec import StudyError
+
+    prog = f"sepbn study {args.study_command}"
+    try:
+        if args.study_command == "run":
+            return _run(args)
+        if args.study_command == "table":
+            print(write_table(Path(args.folder)))
+            return 0
+        if args.study_command == "check":
+            from ..study.spec import check_study, load_study
+
+            study = load_study(args.study)
+            broken = check_study(study)
+            for v in study.variants:
+                state = f"ERROR {broken[v.name]}" if v.name in broken else "ok"
+                print(f"{v.name}: {len(v.stages)} stage(s), {len(study.seeds)} seeds: {state}")
+            return 1 if broken else 0
+        from ..study.evaluate_run import evaluate_run
+
+        result = evaluate_run(args.folder)
+        for s in result["results"]:
+            print(f"{s['dataset']}: {s['faces']} faces, NME {100 * s['nme']:.2f}% ({s['normalizer']})")
+        return 0
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; run the same command again to continue", file=sys.stderr)
+        return 130
+    except (StudyError, ConfigError, FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 2 if isinstance(e, (StudyError, ConfigError)) else 1

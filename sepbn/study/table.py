@@ -1,0 +1,209 @@
+"""The study table (``sepbn study table DIR``): mean ± sd over seeds and paired tests against the baseline.
+
+Per evaluation set and variant: mean ± sd over the finished seeds of NME, FR at every threshold
+and AUC at the last one, and the train time; against the baseline, over the seeds both finished,
+the paired difference with its 95 % CI and the paired t-test's p (``sepbn.evaluation.stats``),
+and for NME the p of a Wilcoxon signed-rank test on the per-face differences pooled over those
+seeds. The same per sub-domain where the evaluation data carries domain labels. Runs missing or
+failed are counted per variant. Written to ``table.json``, ``table.md`` (``format_markdown``)
+and ``ced.png`` (one curve per variant, the mean over seeds of the per-seed CED curves).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..evaluation.stats import mean_sd, paired_t, paired_wilcoxon
+from .evaluate_run import load_errors
+
+__all__ = ["collect_runs", "build_table", "metric_keys", "plot_mean_ced"]
+
+
+def metric_keys(thresholds) -> list[str]:
+    """``nme``, ``fr@<t>`` for every threshold, ``auc@<last>`` (the summary keys of ``evaluate``)."""
+    tags = [f"{100 * t:g}" for t in thresholds]
+    return ["nme"] + [f"fr@{t}" for t in tags] + [f"auc@{tags[-1]}"]
+
+
+def collect_runs(out: str | Path) -> tuple[dict, dict]:
+    """``(study, runs)``: the saved study and ``runs[variant][seed]`` = status, folder, result or error."""
+    out = Path(out)
+    path = out / "study.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: not a study folder (sepbn study run writes it)")
+    study = json.loads(path.read_text())
+    runs: dict = {}
+    for v in study["variants"]:
+        runs[v["name"]] = {}
+        for seed in study["seeds"]:
+            folder = out / v["name"] / f"seed{seed}"
+            entry: dict = {"folder": str(folder), "status": "missing"}
+            if (folder / "result.json").is_file():
+                entry.update(status="done", result=json.loads((folder / "result.json").read_text()))
+            elif (folder / "error.json").is_file():
+                entry.update(status="failed", error=json.loads((folder / "error.json").read_text()))
+            runs[v["name"]][seed] = entry
+    return study, runs
+
+
+def _nan_to_none(x):
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_nan_to_none(v) for v in x]
+    return x
+
+
+def _summary(result: dict, dataset: str) -> dict | None:
+    return next((r for r in result["results"] if r["dataset"] == dataset), None)
+
+
+def _face_pairs(a: dict, b: dict, domain: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-face errors of two runs on the same faces (matched by face id), optionally one sub-domain."""
+    _, ia, ib = np.intersect1d(a["face_ids"], b["face_ids"], assume_unique=True, return_indices=True)
+    ea, eb = a["errors"][ia], b["errors"][ib]
+    if domain is not None:
+        keep = a["domain_labels"][ia] == domain
+        ea, eb = ea[keep], eb[keep]
+    return ea, eb
+
+
+def _compare(values: dict, base: dict, faces: dict, base_faces: dict, domain: str | None) -> dict:
+    seeds = sorted(set(values) & set(base))
+    out = {"seeds": seeds}
+    for key in next(iter(values.values()), {}):
+        out[key] = paired_t([values[s][key] for s in seeds], [base[s][key] for s in seeds]).to_dict()
+    pairs = [_face_pairs(faces[s], base_faces[s], domain) for s in seeds if s in faces and s in base_faces]
+    if pairs:
+        a = np.concatenate([p[0] for p in pairs])
+        b = np.concatenate([p[1] for p in pairs])
+        out["nme_faces"] = paired_wilcoxon(a, b).to_dict()
+    return out
+
+
+def _describe(values: dict) -> dict:
+    keys = next(iter(values.values()), {})
+    out = {}
+    for key in keys:
+        m, sd = mean_sd([v[key] for v in values.values()])
+        out[key] = {"mean": m, "sd": sd, "values": {str(s): v[key] for s, v in values.items()}}
+    return out
+
+
+def _variant_block(dataset: str, keys: list[str], runs: dict, faces: dict) -> dict:
+    """Per-seed metrics of one variant on one set: overall and per sub-domain."""
+    overall, domains, per_face = {}, {}, {}
+    for seed, run in runs.items():
+        if run["status"] != "done":
+            continue
+        s = _summary(run["result"], dataset)
+        if s is None:
+            continue
+        overall[seed] = {k: s[k] for k in keys if k in s}
+        for name, d in s.get("domains", {}).items():
+            domains.setdefault(name, {"faces": d["faces"], "seeds": {}})["seeds"][seed] = {
+                k: d[k] for k in keys if k in d}
+        if seed in faces and dataset in faces[seed]:
+            per_face[seed] = faces[seed][dataset]
+    return {"overall": overall, "domains": domains, "faces": per_face}
+
+
+def build_table(out: str | Path) -> dict:
+    """The study's table as a JSON-able dict (NaN as null); see the module doc."""
+    out = Path(out)
+    study, runs = collect_runs(out)
+    keys = metric_keys(study["eval"]["fr_thresholds"])
+    baseline = study["baseline"]
+    faces = {v: {seed: load_errors(r["folder"]) for seed, r in rs.items()
+                 if r["status"] == "done" and (Path(r["folder"]) / "errors.npz").is_file()}
+             for v, rs in runs.items()}
+    datasets: list[str] = []
+    for rs in runs.values():
+        for r in rs.values():
+            for s in r.get("result", {}).get("results", []):
+                if s["dataset"] not in datasets:
+                    datasets.append(s["dataset"])
+    table: dict = {"study": study["name"], "baseline": baseline, "seeds": study["seeds"], "metrics": keys,
+                   "eval": study["eval"], "variants": {}, "datasets": {}}
+    for v, rs in runs.items():
+        done = [r["result"]["train_seconds"] for r in rs.values() if r["status"] == "done"]
+        wall, cpu = mean_sd([t["wall"] for t in done]), mean_sd([t["cpu"] for t in done])
+        table["variants"][v] = {
+            "done": [s for s, r in rs.items() if r["status"] == "done"],
+            "failed": {str(s): r["error"] for s, r in rs.items() if r["status"] == "failed"},
+            "missing": [s for s, r in rs.items() if r["status"] == "missing"],
+            "train_seconds": {"wall": {"mean": wall[0], "sd": wall[1]}, "cpu": {"mean": cpu[0], "sd": cpu[1]}},
+        }
+    for ds in datasets:
+        blocks = {v: _variant_block(ds, keys, rs, faces[v]) for v, rs in runs.items()}
+        base = blocks[baseline]
+        entry: dict = {"variants": {}}
+        for v, b in blocks.items():
+            first = next((_summary(r["result"], ds) for r in runs[v].values() if r["status"] == "done"
+                          and _summary(r["result"], ds)), None)
+            if first is not None:
+                entry.setdefault("faces", first["faces"])
+                entry.setdefault("normalizer", first["normalizer"])
+            row: dict = {"n": len(b["overall"]), **_describe(b["overall"]), "domains": {}}
+            if v != baseline and b["overall"]:
+                row["vs_baseline"] = _compare(b["overall"], base["overall"], b["faces"], base["faces"], None)
+            for name, d in b["domains"].items():
+                drow: dict = {"faces": d["faces"], "n": len(d["seeds"]), **_describe(d["seeds"])}
+                bd = base["domains"].get(name)
+                if v != baseline and bd:
+                    drow["vs_baseline"] = _compare(d["seeds"], bd["seeds"], b["faces"], base["faces"], name)
+                row["domains"][name] = drow
+            entry["variants"][v] = row
+        table["datasets"][ds] = entry
+    return _nan_to_none(table)
+
+
+def plot_mean_ced(out: str | Path, dataset: str, path: str | Path, threshold: float, xlabel: str) -> Path | None:
+    """One CED curve per variant on ``dataset``: the mean over its finished seeds of their CED curves."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from ..evaluation.metrics import auc, ced
+
+    _, runs = collect_runs(out)
+    fig = Figure(figsize=(5, 4), dpi=120)  # Agg canvas: no pyplot, no display needed
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    drawn = 0
+    for v, rs in runs.items():
+        curves, nmes, aucs = [], [], []
+        for r in rs.values():
+            if r["status"] != "done" or not (Path(r["folder"]) / "errors.npz").is_file():
+                continue
+            e = load_errors(r["folder"]).get(dataset)
+            if e is None:
+                continue
+            x, y = ced(e["errors"], threshold)
+            curves.append(y)
+            nmes.append(float(e["errors"].mean()))
+            aucs.append(auc(e["errors"], threshold))
+        if curves:
+            ax.plot(100 * x, np.mean(curves, axis=0), label=f"{v} ({len(curves)} seeds): NME {100 * np.mean(nmes):.2f}%, "
+                    f"AUC@{100 * threshold:g}% {100 * np.mean(aucs):.2f}")
+            drawn += 1
+    if not drawn:
+        return None
+    ax.set_xlim(0, 100 * threshold)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(f"{xlabel} (%)")
+    ax.set_ylabel("share of faces (mean over seeds)")
+    ax.set_title(dataset)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    from ..io import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return Path(path)
