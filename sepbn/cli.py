@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("sepbn.commands.predict", "landmarks on image files, folders and videos"),
     "export": ("sepbn.commands.export", "export a checkpoint to ONNX or TorchScript"),
     "cache": ("sepbn.commands.cache", "build the decoded face cache for fast data loading"),
+    "study": ("sepbn.commands.study", "a grid of variants x seeds, resumable and parallel, into one table"),
     "analyze": ("sepbn.commands.analyze", "what SepBN learned: attention entropy, mapping-set similarity, t-SNE"),
     "check": ("sepbn.commands.check", "check a config and every image of its datasets without training"),
 }
