@@ -39,21 +39,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
                      help="override a config key in every run (e.g. data.root=/data); saved with the study")
     table = sub.add_parser("table", help="the table of a study folder (markdown, JSON, CED plot)")
     table.add_argument("folder", help="study folder (the --out of sepbn study run)")
+    table.add_argument("--baseline", default=None,
+                       help="compare against this variant instead of the study's baseline (writes table-vs-<name>.*)")
     check = sub.add_parser("check", help="parse a study file and resolve every variant's configs")
     check.add_argument("study", help="study file (.toml)")
     ev = sub.add_parser("eval", help="evaluate one run folder of a study (writes result.json)")
     ev.add_argument("folder", help="run folder DIR/<variant>/seed<k>")
 
 
-def write_table(out: Path) -> str:
-    """Build the table of study folder ``out``, write table.json / table.md / ced*.png; return the markdown."""
+def write_table(out: Path, baseline: str | None = None) -> str:
+    """Build the table of study folder ``out``, write table.json / table.md / ced*.png; return the markdown.
+
+    With another ``baseline`` than the study's, the files are ``table-vs-<baseline>.json/.md``.
+    """
     from ..study.report import format_markdown
     from ..study.table import build_table, plot_mean_ced
 
-    table = build_table(out)
+    table = build_table(out, baseline)
     text = format_markdown(table)
-    atomic_write_text(out / "table.json", json.dumps(table, indent=2))
-    atomic_write_text(out / "table.md", text)
+    stem = "table" if baseline is None else f"table-vs-{baseline}"
+    atomic_write_text(out / f"{stem}.json", json.dumps(table, indent=2))
+    atomic_write_text(out / f"{stem}.md", text)
     threshold = table["eval"]["fr_thresholds"][-1]
     plots = []
     for i, (ds, entry) in enumerate(table["datasets"].items()):
@@ -141,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         if args.study_command == "run":
             return _run(args)
         if args.study_command == "table":
-            print(write_table(Path(args.folder)))
+            print(write_table(Path(args.folder), args.baseline))
             return 0
         if args.study_command == "check":
             from ..study.spec import check_study, load_study

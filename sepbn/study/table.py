@@ -114,12 +114,14 @@ def _variant_block(dataset: str, keys: list[str], runs: dict, faces: dict) -> di
     return {"overall": overall, "domains": domains, "faces": per_face}
 
 
-def build_table(out: str | Path) -> dict:
-    """The study's table as a JSON-able dict (NaN as null); see the module doc."""
+def build_table(out: str | Path, baseline: str | None = None) -> dict:
+    """The study's table as a JSON-able dict (NaN as null); ``baseline`` overrides the study's."""
     out = Path(out)
     study, runs = collect_runs(out)
     keys = metric_keys(study["eval"]["fr_thresholds"])
-    baseline = study["baseline"]
+    baseline = baseline or study["baseline"]
+    if baseline not in runs:
+        raise ValueError(f"baseline {baseline!r} is not a variant of {out / 'study.json'}; variants: {list(runs)}")
     faces = {v: {seed: load_errors(r["folder"]) for seed, r in rs.items()
                  if r["status"] == "done" and (Path(r["folder"]) / "errors.npz").is_file()}
              for v, rs in runs.items()}

@@ -99,3 +99,13 @@ def test_write_table_files_and_verdicts(study_dir):
     strong = dict(cmp, nme=dict(cmp["nme"], p=0.001))
     assert "0.65 points lower (better)" in verdict(strong, "bn", "sep") and "beyond" in verdict(strong, "bn", "sep")
     assert "not enough paired seeds" in verdict(saved["datasets"]["val"]["variants"]["bad"]["vs_baseline"], "bn", "bad")
+
+
+def test_other_baseline(study_dir):
+    text = write_table(study_dir, "sep")
+    table = json.loads((study_dir / "table-vs-sep.json").read_text())
+    bn = table["datasets"]["val"]["variants"]["bn"]["vs_baseline"]["nme"]
+    assert table["baseline"] == "sep" and bn["mean"] == pytest.approx(6.5e-3) and "| sep |" in text
+    assert (study_dir / "table-vs-sep.md").is_file() and not (study_dir / "table.md").exists()
+    with pytest.raises(ValueError, match="baseline 'nope' is not a variant"):
+        build_table(study_dir, "nope")
