@@ -9,7 +9,8 @@ directory the study was started in).
 over resumed attempts), one summary per evaluation set (``sepbn.evaluation.evaluate``: NME, FR
 and AUC at every threshold, per sub-domain NME). ``errors.npz``: per set ``<name>:errors``
 (per-face NME), ``<name>:face_ids`` (index of the face in the set) and ``<name>:domains``
-(sub-domain id, -1 unknown) and ``<name>:domain_labels`` (its name), the input of the per-face paired test.
+(sub-domain id, -1 unknown), ``<name>:domain_labels`` (its name) and, on WFLW, ``<name>:subset=<attribute>``
+(the face's flag), the input of the per-face paired test.
 """
 
 from __future__ import annotations
@@ -80,6 +81,10 @@ def evaluate_run(folder: str | Path) -> dict:
         arrays[f"{name}:face_ids"] = res.indices.astype(np.int64)
         arrays[f"{name}:domains"] = res.domains.astype(np.int64)
         arrays[f"{name}:domain_labels"] = np.array(_domain_labels(ds, res), dtype=str)
+        for subset in summary.get("subsets", {}):  # WFLW attribute flags, for the per-face test per subset
+            if subset != "test":
+                arrays[f"{name}:subset={subset}"] = np.array(
+                    [bool(ds.records[int(i)].attributes.get(subset, 0)) for i in res.indices])
     atomic_write(folder / "errors.npz", lambda f: np.savez(f, **arrays))
     result = {
         "variant": spec["variant"], "seed": spec["seed"], "weights": str(weights),

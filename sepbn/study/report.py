@@ -75,9 +75,10 @@ def format_markdown(table: dict) -> str:
             cells = [v, _seeds_cell(info, total), *[_mean_sd(row.get(k)) for k in keys], *diff,
                      _minutes(info["train_seconds"])]
             lines.append("| " + " | ".join(cells) + " |")
-        domains = sorted({d for row in entry["variants"].values() for d in row["domains"]})
+        domains = sorted({d for row in entry["variants"].values() for d in row["domains"]},
+                         key=lambda d: (d.startswith("subset "), d))
         if domains:
-            lines += ["", f"Per sub-domain, NME % ({ds}):", "",
+            lines += ["", f"Per sub-domain / subset, NME % ({ds}):", "",
                       f"| sub-domain | faces | variant | NME % | Δ vs {base} (95 % CI) | p (t) | p (W) |",
                       "|---|---|---|---|---|---|---|"]
             for d in domains:

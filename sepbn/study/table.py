@@ -4,7 +4,8 @@ Per evaluation set and variant: mean ± sd over the finished seeds of NME, FR at
 and AUC at the last one, and the train time; against the baseline, over the seeds both finished,
 the paired difference with its 95 % CI and the paired t-test's p (``sepbn.evaluation.stats``),
 and for NME the p of a Wilcoxon signed-rank test on the per-face differences pooled over those
-seeds. The same per sub-domain where the evaluation data carries domain labels. Runs missing or
+seeds. The same per sub-domain where the evaluation data carries domain labels, and per WFLW
+subset (``subset pose`` ...; FR and AUC at the last threshold). Runs missing or
 failed are counted per variant. Written to ``table.json``, ``table.md`` (``format_markdown``)
 and ``ced.png`` (one curve per variant, the mean over seeds of the per-seed CED curves).
 """
@@ -64,14 +65,21 @@ def _summary(result: dict, dataset: str) -> dict | None:
     return next((r for r in result["results"] if r["dataset"] == dataset), None)
 
 
-def _face_pairs(a: dict, b: dict, domain: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-face errors of two runs on the same faces (matched by face id), optionally one sub-domain."""
+def _group_mask(faces: dict, group: str | None) -> np.ndarray:
+    """Faces of a group: a sub-domain label, or ``subset <attribute>`` (WFLW); None = every face."""
+    if group is None:
+        return np.ones(len(faces["errors"]), dtype=bool)
+    if group.startswith("subset "):
+        key = f"subset={group[len('subset '):]}"
+        return faces[key].astype(bool) if key in faces else np.zeros(len(faces["errors"]), dtype=bool)
+    return faces["domain_labels"] == group
+
+
+def _face_pairs(a: dict, b: dict, group: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-face errors of two runs on the same faces (matched by face id), optionally one group."""
     _, ia, ib = np.intersect1d(a["face_ids"], b["face_ids"], assume_unique=True, return_indices=True)
-    ea, eb = a["errors"][ia], b["errors"][ib]
-    if domain is not None:
-        keep = a["domain_labels"][ia] == domain
-        ea, eb = ea[keep], eb[keep]
-    return ea, eb
+    keep = _group_mask(a, group)[ia]
+    return a["errors"][ia][keep], b["errors"][ib][keep]
 
 
 def _compare(values: dict, base: dict, faces: dict, base_faces: dict, domain: str | None) -> dict:
@@ -106,9 +114,11 @@ def _variant_block(dataset: str, keys: list[str], runs: dict, faces: dict) -> di
         if s is None:
             continue
         overall[seed] = {k: s[k] for k in keys if k in s}
-        for name, d in s.get("domains", {}).items():
+        groups = dict(s.get("domains", {}))
+        groups.update({f"subset {k}": v for k, v in s.get("subsets", {}).items() if k != "test"})
+        for name, d in groups.items():  # WFLW subset rows carry nme, fr and auc at the last threshold
             domains.setdefault(name, {"faces": d["faces"], "seeds": {}})["seeds"][seed] = {
-                k: d[k] for k in keys if k in d}
+                k: d[k] for k in (*keys, "fr", "auc") if k in d}
         if seed in faces and dataset in faces[seed]:
             per_face[seed] = faces[seed][dataset]
     return {"overall": overall, "domains": domains, "faces": per_face}

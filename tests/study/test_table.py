@@ -13,6 +13,7 @@ from sepbn.study.table import build_table, metric_keys
 
 LABELS = np.array(["a", "a", "b", "b"])
 BN = np.array([0.05, 0.06, 0.07, 0.12])
+POSE = np.array([True, False, True, False])  # a WFLW attribute flag
 
 
 def _summary(e: np.ndarray) -> dict:
@@ -27,12 +28,15 @@ def _run(root, variant, seed, errors):
     folder = root / variant / f"seed{seed}"
     folder.mkdir(parents=True)
     summary = {"dataset": "val", "protocol": "300w68", "normalizer": "inter-ocular", **_summary(errors),
-               "domains": {d: _summary(errors[LABELS == d]) for d in ("a", "b")}}
+               "domains": {d: _summary(errors[LABELS == d]) for d in ("a", "b")},
+               "subsets": {"test": {"faces": 4, "nme": float(errors.mean())},
+                           "pose": {"faces": 2, "nme": float(errors[POSE].mean())}}}
     (folder / "result.json").write_text(json.dumps({
         "variant": variant, "seed": seed, "results": [summary],
         "train_seconds": {"wall": 60.0 * (seed + 1), "cpu": 120.0, "stages": {}}}))
     np.savez(folder / "errors.npz", **{"val:errors": errors, "val:face_ids": np.arange(4),
-                                       "val:domains": np.array([0, 0, 1, 1]), "val:domain_labels": LABELS})
+                                       "val:domains": np.array([0, 0, 1, 1]), "val:domain_labels": LABELS,
+                                       "val:subset=pose": POSE})
 
 
 @pytest.fixture
@@ -71,6 +75,9 @@ def test_paired_numbers_by_hand(study_dir):
     assert cmp["nme_faces"]["n"] == 12 and cmp["nme_faces"]["p"] == pytest.approx(2 / 2 ** 12)
     dom = sep["domains"]["a"]["vs_baseline"]  # faces 0 and 1: differences 1.5, 5.5, 9.5 thousandths
     assert dom["nme"]["mean"] == pytest.approx(-5.5e-3) and dom["nme_faces"]["n"] == 6
+    pose = sep["domains"]["subset pose"]["vs_baseline"]  # faces 0 and 2: 1, 3 / 5, 7 / 9, 11 thousandths
+    assert pose["nme"]["mean"] == pytest.approx(-6e-3) and pose["nme_faces"]["n"] == 6
+    assert "subset test" not in sep["domains"]
     assert table["variants"]["bn"]["train_seconds"]["wall"]["mean"] == pytest.approx(120.0)
     assert metric_keys([0.08, 0.10]) == ["nme", "fr@8", "fr@10", "auc@10"]
 
