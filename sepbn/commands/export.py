@@ -25,6 +25,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tolerance", type=float, default=1e-4, help="parity tolerance (normalised coords)")
     parser.add_argument("--no-check", action="store_true", help="skip the parity check")
     parser.add_argument("--domain", type=int, help="branch of brute-force SepBN layers (such checkpoints need it)")
+    parser.add_argument("--no-fuse", action="store_true",
+                        help="export the model as trained (default: BN/SepBN folded into the convolutions)")
 
 
 def deployment_info(detector, fmt: str) -> dict:
@@ -52,12 +54,13 @@ def run(args: argparse.Namespace) -> int:
     from sepbn.inference.export import export_model
     from sepbn.inference.predictor import LandmarkDetector
 
-    detector = LandmarkDetector.from_checkpoint(args.checkpoint, args.protocol, domain=args.domain)
+    detector = LandmarkDetector.from_checkpoint(args.checkpoint, args.protocol, domain=args.domain, fuse=False)
     out = Path(args.out)
     print(f"exporting {detector.protocol.name} ({detector.protocol.num_points} points, "
           f"{detector.crop.input_size}x{detector.crop.input_size} input) from {args.checkpoint} to {out} ({args.fmt})")
     report = export_model(detector.model, detector.protocol.name, args.fmt, out, detector.crop.input_size,
-                          check=not args.no_check, tolerance=args.tolerance, domain=detector.domain)
+                          check=not args.no_check, tolerance=args.tolerance, domain=detector.domain,
+                          fuse=not args.no_fuse)
     info = out.with_name(out.name + ".json")
     atomic_write_text(info, json.dumps(deployment_info(detector, args.fmt), indent=2) + "\n")
     print(f"wrote {out} and {info}")

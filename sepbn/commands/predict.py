@@ -49,6 +49,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="faces per forward pass")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--domain", type=int, help="branch of brute-force SepBN layers (such checkpoints need it)")
+    parser.add_argument("--no-fuse", action="store_true",
+                        help="run the model as trained (default: BN/SepBN folded into the convolutions)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -311,7 +313,7 @@ def run(args: argparse.Namespace) -> int:
     detector, calibration = _detector(args)
     predictor = LandmarkDetector.from_checkpoint(args.checkpoint, args.protocol, args.device, detector=detector,
                                                  calibration=calibration, batch_size=args.batch_size,
-                                                 domain=args.domain)
+                                                 domain=args.domain, fuse=not args.no_fuse)
     print(f"sepbn predict: {predictor!r}; detector box -> training box: {predictor.detector_calibration()}",
           file=sys.stderr)
 

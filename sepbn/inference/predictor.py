@@ -41,7 +41,7 @@ from sepbn.data.transforms import (
     normalize_image,
     warp_image,
 )
-from sepbn.nn import BruteForceSepBN2d, domains
+from sepbn.nn import BruteForceSepBN2d, RoutedAffine2d, domains, fuse_for_inference, sepbn_modules
 
 from .detector import BOX_CONVENTIONS, DETECTOR_CALIBRATION, BoxCalibration, FaceDetector
 
@@ -197,14 +197,16 @@ class LandmarkDetector:
         batch_size: faces per forward pass.
         domain: the branch of every brute-force SepBN layer (paper III-A: K full BN branches routed
             by a domain label, unknown at test time); required for such networks, ignored otherwise.
+        fuse: run ``sepbn.nn.fuse_for_inference(model)`` (BN and SepBN normalisation folded into the
+            convolutions; same outputs, fewer passes). ``model`` itself is left unchanged.
     """
 
     def __init__(self, model: nn.Module, protocol: Protocol | str, crop: CropSpec, *, device: str | torch.device = "cpu",
                  detector: FaceDetector | None = None, calibration: BoxCalibration | None = None,
-                 batch_size: int = 64, domain: int | None = None) -> None:
+                 batch_size: int = 64, domain: int | None = None, fuse: bool = True) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        branches = {m.num_branches for m in model.modules() if isinstance(m, BruteForceSepBN2d)}
+        branches = {m.num_branches for m in model.modules() if isinstance(m, (BruteForceSepBN2d, RoutedAffine2d))}
         if branches and (domain is None or not 0 <= domain < min(branches)):
             raise ValueError(
                 f"this network has brute-force SepBN layers ({max(branches)} domain branches): choose the "
@@ -213,7 +215,10 @@ class LandmarkDetector:
         self.domain = domain if branches else None
         self.protocol = get_protocol(protocol) if not isinstance(protocol, Protocol) else protocol
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        # nothing to fold (no norm layer): keep the caller's module rather than a copy of it
+        self.fused = bool(fuse) and (bool(sepbn_modules(model)) or any(
+            isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()))
+        self.model = (fuse_for_inference(model) if self.fused else model).to(self.device).eval()
         self.crop = crop
         self.detector = detector
         self.calibration = calibration
@@ -321,4 +326,5 @@ class LandmarkDetector:
         det = getattr(self.detector, "name", None)
         return (f"LandmarkDetector(protocol={self.protocol.name!r}, crop={self.crop}, device={self.device}, "
                 f"detector={det!r}, batch_size={self.batch_size}"
-                + ("" if self.domain is None else f", domain={self.domain}") + ")")
+                + ("" if self.domain is None else f", domain={self.domain}")
+                + ("" if self.fused else ", unfused") + ")")

@@ -99,25 +99,26 @@ class RoutedAffine2d(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
         self.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
+        self.num_branches = int(weight.shape[0])
 
     def forward(self, input: Tensor) -> Tensor:
         _inference_only(self)
         check_input(input)
         labels = current_domains()
-        k = self.weight.shape[0]
+        k = self.num_branches
         if labels is None:
             raise RuntimeError("this folded brute-force SepBN layer needs domain labels: call the model inside "
                                "`with sepbn.nn.domains(labels):`")
         if isinstance(labels, int):
             if not 0 <= labels < k:
                 raise ValueError(f"domain label must be in [0, {k}), got {labels}")
-            index = torch.tensor([labels], device=input.device)
-        else:
-            index = labels.to(input.device)
-            if index.shape != (input.shape[0],):
-                raise ValueError(f"expected {input.shape[0]} domain labels, got shape {tuple(index.shape)}")
-            if index.numel() and (int(index.min()) < 0 or int(index.max()) >= k):
-                raise ValueError(f"domain labels must be in [0, {k}), got {index.tolist()}")
+            scale, shift = self.weight[labels:labels + 1], self.bias[labels:labels + 1]
+            return SF.apply_affine(input, scale.to(input.dtype), shift.to(input.dtype))
+        index = labels.to(input.device)
+        if index.shape != (input.shape[0],):
+            raise ValueError(f"expected {input.shape[0]} domain labels, got shape {tuple(index.shape)}")
+        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= k):
+            raise ValueError(f"domain labels must be in [0, {k}), got {index.tolist()}")
         scale, shift = self.weight.index_select(0, index), self.bias.index_select(0, index)
         return SF.apply_affine(input, scale.to(input.dtype), shift.to(input.dtype))
 

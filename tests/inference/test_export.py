@@ -115,3 +115,35 @@ def test_bruteforce_branch_is_exported(tmp_path, bruteforce_model):
     assert report.ok, str(report)
     other = check_parity(SingleProtocolModule(model, "5pt", domain=0), "torchscript", tmp_path / "b.pt", SIZE)
     assert not other.ok  # the file holds branch 2, not branch 0
+
+
+def _optimised_ops(path, tmp_path):
+    """Node types of the graph ONNX Runtime actually runs (its own fusions applied)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return [n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node]
+
+
+def test_fused_onnx_graph_has_one_mul_and_add_per_sepbn_layer(exported, tmp_path):
+    model, path, report = exported("sepbn", "onnx")  # fused by default; parity is against the unfused model
+    assert report.ok, str(report)
+    unfused = tmp_path / "unfused.onnx"
+    assert export_model(model, "5pt", "onnx", unfused, SIZE, fuse=False).ok
+    fused_ops, plain_ops = [n.op_type for n in onnx.load(str(path)).graph.node], [
+        n.op_type for n in onnx.load(str(unfused)).graph.node]
+    for ops in (fused_ops, _optimised_ops(path, tmp_path)):
+        assert "BatchNormalization" not in ops
+        assert ops.count("Mul") == len(sepbn_modules(model)) == 6  # x_hat * gamma_hat: the only multiply
+        assert "Sub" not in ops  # (x - mu) / sigma is inside the convolutions now
+    assert plain_ops.count("Sub") >= 6  # ... and was not before
+
+
+def test_bn_model_exports_without_batchnormalization(exported):
+    model, path, _ = exported("bn", "onnx")
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    convs = [m for part in (model.backbone, model.heads["5pt"]) for m in part.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert "BatchNormalization" not in ops and ops.count("Conv") == len(convs) == 7  # 6 blocks + the adapter

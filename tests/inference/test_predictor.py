@@ -176,3 +176,19 @@ def test_prediction_equals_the_evaluation_pipeline_of_the_dataset(tmp_path):
     expected = apply_affine(item["inverse"].astype(np.float64), decode_points(u, 64))
     (face,) = LandmarkDetector(net, "5pt", CropSpec(64, 1.25, "landmarks")).predict(str(path), [rec.box])
     np.testing.assert_allclose(face.landmarks, expected, atol=1e-3)
+
+
+def test_detector_runs_the_folded_model_by_default(checkpoint):
+    from sepbn.nn import FoldedAway, MixedAffine2d, SepBatchNorm2d
+
+    fused = LandmarkDetector.from_checkpoint(checkpoint, "5pt")
+    plain = LandmarkDetector.from_checkpoint(checkpoint, "5pt", fuse=False)
+    kinds = {type(m) for m in fused.model.modules()}
+    assert MixedAffine2d in kinds and SepBatchNorm2d not in kinds and nn.BatchNorm2d not in kinds
+    assert SepBatchNorm2d in {type(m) for m in plain.model.modules()} and "unfused" in repr(plain)
+    assert FoldedAway not in {type(m) for m in plain.model.modules()}
+    img = np.random.default_rng(1).integers(0, 255, (70, 90, 3), dtype=np.uint8)
+    boxes = [[5, 5, 60, 60], [20, 10, 80, 66]]
+    a, b = fused.predict(img, boxes), plain.predict(img, boxes)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x.landmarks, y.landmarks, rtol=0, atol=1e-3)  # pixels
