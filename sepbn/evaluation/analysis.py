@@ -70,7 +70,7 @@ def capture(model: nn.Module, batches: Iterable[tuple[torch.Tensor, str | None]]
         return hook
 
     def keep_features(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-        feats.append(output.float().mean(dim=(2, 3)).cpu())
+        feats.append((output.flatten(2).mean(dim=-1) if output.dim() > 2 else output).float().cpu())
 
     handles = [m.register_forward_pre_hook(keep_pi(name)) for name, m in layers]
     handles.append(model.backbone.register_forward_hook(keep_features))
