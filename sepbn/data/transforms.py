@@ -48,6 +48,7 @@ __all__ = [
     "compose_affine",
     "invert_affine",
     "apply_affine",
+    "to_original",
     "warp_image",
     "photometric",
     "normalize_image",
@@ -246,6 +247,16 @@ def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     m = np.asarray(matrix)
     pts = np.asarray(points)
     return pts @ np.swapaxes(m[..., :2], -1, -2) + m[..., None, :, 2]
+
+
+def to_original(u: np.ndarray, inverse: np.ndarray, size: int) -> np.ndarray:
+    """Network outputs ``u`` (N, L, 2), normalised crop coordinates, -> original-image pixels through the
+    per-sample crop -> original matrices ``inverse`` (N, 2, 3) (float64). Evaluation and prediction share it.
+
+    >>> to_original(np.zeros((1, 1, 2)), np.array([[[2.0, 0, 1], [0, 2.0, 3]]]), 8).tolist()
+    [[[8.0, 10.0]]]
+    """
+    return apply_affine(np.asarray(inverse, dtype=np.float64), decode_points(np.asarray(u, dtype=np.float64), size))
 
 
 def warp_image(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:

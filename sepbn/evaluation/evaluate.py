@@ -27,11 +27,11 @@ import numpy as np
 import torch
 
 from ..data.protocols import WFLW_ATTRIBUTES, get_protocol
-from ..data.transforms import decode_points
+from ..data.transforms import to_original
 from ..nn.bruteforce import BruteForceSepBN2d, best_per_sample, domains
 from .metrics import auc, failure_rate, nme, normalizer_label, plot_ced, wflw_subset_table
 
-__all__ = ["EvalResult", "predict", "evaluate", "summarize", "to_original", "num_domain_branches"]
+__all__ = ["EvalResult", "predict", "evaluate", "summarize", "num_domain_branches"]
 
 THRESHOLDS = (0.08, 0.10)
 
@@ -57,13 +57,6 @@ class EvalResult:
     domains: np.ndarray
     branches: np.ndarray
     summary: dict = field(default_factory=dict)
-
-
-def to_original(u: np.ndarray, inverse: np.ndarray, size: int) -> np.ndarray:
-    """Normalised crop coordinates (N, L, 2) -> original pixels through per-sample (N, 2, 3) inverses."""
-    crop = decode_points(np.asarray(u, dtype=np.float64), size)
-    inv = np.asarray(inverse, dtype=np.float64)
-    return np.einsum("nij,nlj->nli", inv[:, :, :2], crop) + inv[:, None, :, 2]
 
 
 def _batches(data: Any, batch_size: int, workers: int):

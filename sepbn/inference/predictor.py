@@ -34,11 +34,10 @@ from torch import nn
 from sepbn.data.protocols import Protocol, get_protocol, protocol_from_dict
 from sepbn.data.records import read_image
 from sepbn.data.transforms import (
-    apply_affine,
     crop_matrix,
-    decode_points,
     invert_affine,
     normalize_image,
+    to_original,
     warp_image,
 )
 from sepbn.nn import BruteForceSepBN2d, RoutedAffine2d, domains, fuse_for_inference, sepbn_modules
@@ -52,7 +51,6 @@ __all__ = [
     "LandmarkDetector",
     "crop_spec_from_config",
     "load_checkpoint",
-    "to_original",
 ]
 
 class CheckpointError(ValueError):
@@ -99,11 +97,6 @@ class FaceLandmarks:
             "landmarks": np.round(self.landmarks, decimals).tolist(),
             "point_names": list(self.point_names),
         }
-
-
-def to_original(u: np.ndarray, inverse: np.ndarray, size: int) -> np.ndarray:
-    """Network outputs ``u`` (N, L, 2) and crop->original matrices (N, 2, 3) -> original pixels."""
-    return apply_affine(np.asarray(inverse, dtype=np.float64), decode_points(np.asarray(u, dtype=np.float64), size))
 
 
 def _same_protocol(a: str, b: str) -> bool:

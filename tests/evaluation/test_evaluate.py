@@ -7,7 +7,8 @@ from torch import nn
 
 from sepbn.data import LandmarkDataset
 from sepbn.data.formats import read_records
-from sepbn.evaluation.evaluate import evaluate, summarize, to_original
+from sepbn.data.transforms import to_original
+from sepbn.evaluation.evaluate import evaluate, summarize
 from sepbn.nn import BruteForceSepBN2d, current_domains
 
 

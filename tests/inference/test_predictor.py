@@ -14,7 +14,8 @@ from torch import nn
 
 from sepbn.data.protocols import protocol_from_dict
 from sepbn.inference.detector import BoxCalibration, Detections
-from sepbn.inference.predictor import CropSpec, LandmarkDetector, crop_spec_from_config, to_original
+from sepbn.data.transforms import to_original
+from sepbn.inference.predictor import CropSpec, LandmarkDetector, crop_spec_from_config
 
 TRI = protocol_from_dict({"name": "tri", "num_points": 3, "flip_perm": [1, 0, 2],
                           "point_names": ["left", "right", "chin"],
