@@ -92,12 +92,16 @@ def test_resume_flag_and_bad_override(tiny_faces, tmp_path, capsys):
 def test_demo_end_to_end_tiny(tmp_path, capsys):
     out = tmp_path / "demo"
     code = main(["demo", "--out", str(out), "--num-target", "40", "--num-extra", "40", "--epochs", "1",
-                 "--set", "model.width=0.0625", "--set", "train.batch_size=8", "--set", "train.progress=false",
+                 "--seeds", "2", "--set", "model.width=0.0625", "--set", "train.batch_size=8",
                  "--set", "data.epoch_size=32"])
     assert code == 0
     text = capsys.readouterr().out
-    for word in ("BN", "SepBN", "CNT+SepBN", "NME frontal", "CED plot", "overlay"):
+    for word in ("BN", "SepBN", "CNT+SepBN", "NME frontal", "CED plot", "overlay", " ± ", "over 2 seeds"):
         assert word in text
-    res = json.loads((out / "results.json").read_text())["results"]
-    assert set(res) == {"BN", "SepBN", "CNT+SepBN"} and all(r["faces"] == 8 for r in res.values())
+    saved = json.loads((out / "results.json").read_text())
+    res = saved["results"]
+    assert set(res) == {"BN", "SepBN", "CNT+SepBN"} and all(r["faces"] == 8 and r["seeds"] == 2 for r in res.values())
+    assert set(saved["verdicts"]) == {"SepBN", "CNT+SepBN"}
+    assert all("noise" in v for v in saved["verdicts"].values())
     assert (out / "ced.png").is_file() and (out / "overlay_cnt_sepbn.png").is_file()
+    assert (out / "study" / "table.md").is_file() and (out / "study" / "CNT+SepBN" / "seed1" / "stage2" / "final").is_dir()

@@ -116,6 +116,7 @@ def _run(args: argparse.Namespace) -> int:
           f"{jobs_n} at a time, {threads} threads each" + (f", devices {devices}" if devices else "")
           + f", executor {args.executor}", flush=True)
     count = [len(failed)]
+    interrupted: list[str] = []
 
     def report(o) -> None:
         count[0] += 1
@@ -123,7 +124,8 @@ def _run(args: argparse.Namespace) -> int:
             failed.append(o.job)
             print(f"[{count[0]}/{total}] {o.job} FAILED: {o.error} (log: {o.log})", flush=True)
         elif o.status == "interrupted":
-            print(f"[{count[0]}/{total}] {o.job} interrupted", flush=True)
+            interrupted.append(o.job)
+            print(f"[{count[0]}/{total}] {o.job} interrupted (resumes when the study runs again)", flush=True)
         else:
             word = "already done" if o.status == "skipped" else f"done in {o.seconds:.0f} s"
             print(f"[{count[0]}/{total}] {o.job} {word}", flush=True)
@@ -132,10 +134,12 @@ def _run(args: argparse.Namespace) -> int:
              submitit_folder=out / ".submitit", parameters=_parse_parameters(args.slurm), report=report)
     print()
     print(write_table(out))
+    if interrupted:
+        print(f"sepbn study: {len(interrupted)} runs interrupted; run the same command again to continue",
+              file=sys.stderr)
     if failed:
         print(f"sepbn study: {len(failed)} of {total} runs failed: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if failed or interrupted else 0
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,7 +9,9 @@ A job runs in its folder ``DIR/<variant>/seed<k>/`` (stages in ``stage1/``, ``st
 3. ``python -m sepbn study eval FOLDER`` (log ``eval.log``) writes ``result.json``, the mark of a
    finished job: a job with one is never run again.
 
-A failing step writes ``error.json`` (step, log, last line of the log) and ends its job; other
+A train process stopped by a signal (SIGTERM from SLURM or from this runner, Ctrl-C) saves
+``last.pt`` and exits 75: the job is "interrupted", not failed, and resumes next time. A failing
+step writes ``error.json`` (step, log, last line of the log) and ends its job; other
 jobs go on. Jobs run side by side in a ``ThreadPoolExecutor`` (each thread waits on its
 processes), with ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` set to the threads per job and, with
 devices, ``CUDA_VISIBLE_DEVICES`` set to one device taken from a pool for the job's length.
@@ -38,6 +40,7 @@ from .spec import Job
 __all__ = ["Outcome", "run_job", "run_jobs", "is_done", "last_line"]
 
 EXECUTORS = ("local", "slurm", "submitit-local")
+EXIT_PREEMPTED = 75  # `sepbn train` stopped by a signal after writing last.pt (sepbn.train.preempt)
 _ACTIVE: set[subprocess.Popen] = set()  # processes to end when the study is interrupted
 _LOCK = threading.Lock()
 _STOP = threading.Event()
@@ -110,7 +113,7 @@ def _add_time(folder: Path, stage: str, wall: float, cpu: float) -> None:
 
 
 def _fail(job: Job, step: str, log: Path, t0: float, code: int) -> Outcome:
-    if _STOP.is_set():
+    if _STOP.is_set() or code == EXIT_PREEMPTED:  # stopped with a checkpoint: the next study run resumes it
         return Outcome(job.id, "interrupted", str(job.folder), str(log), seconds=time.perf_counter() - t0)
     line = last_line(log)
     atomic_write_text(job.folder / "error.json", json.dumps(
