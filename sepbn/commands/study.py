@@ -127,7 +127,8 @@ def _run(args: argparse.Namespace) -> int:
             interrupted.append(o.job)
             print(f"[{count[0]}/{total}] {o.job} interrupted (resumes when the study runs again)", flush=True)
         else:
-            word = "already done" if o.status == "skipped" else f"done in {o.seconds:.0f} s"
+            word = f"already done{f' ({o.error})' if o.error else ''}" if o.status == "skipped" \
+                else f"done in {o.seconds:.0f} s"
             print(f"[{count[0]}/{total}] {o.job} {word}", flush=True)
 
     run_jobs(todo, workers=jobs_n, threads=threads, devices=devices, executor=args.executor,

@@ -9,6 +9,9 @@ A job runs in its folder ``DIR/<variant>/seed<k>/`` (stages in ``stage1/``, ``st
 3. ``python -m sepbn study eval FOLDER`` (log ``eval.log``) writes ``result.json``, the mark of a
    finished job: a job with one is never run again.
 
+A folder started with other configs or overrides (its ``run.json``) is never resumed under the
+new ones: a finished job is kept with a note, one with a checkpoint is refused (delete it to redo).
+
 A train process stopped by a signal (SIGTERM from SLURM or from this runner, Ctrl-C) saves
 ``last.pt`` and exits 75: the job is "interrupted", not failed, and resumes next time. A failing
 step writes ``error.json`` (step, log, last line of the log) and ends its job; other
@@ -37,7 +40,7 @@ from typing import Callable, Sequence
 from ..io import atomic_write_text
 from .spec import Job
 
-__all__ = ["Outcome", "run_job", "run_jobs", "is_done", "last_line"]
+__all__ = ["Outcome", "run_job", "run_jobs", "is_done", "changed", "last_line"]
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 EXIT_PREEMPTED = 75  # `sepbn train` stopped by a signal after writing last.pt (sepbn.train.preempt)
@@ -121,11 +124,23 @@ def _fail(job: Job, step: str, log: Path, t0: float, code: int) -> Outcome:
     return Outcome(job.id, "failed", str(job.folder), str(log), f"{step}: {line}", time.perf_counter() - t0)
 
 
+def changed(job: Job) -> list[str]:
+    """What of ``job`` ("stages", "eval") differs from the run.json its folder was started with."""
+    path = job.folder / "run.json"
+    if not path.is_file():
+        return []
+    old, new = json.loads(path.read_text()), json.loads(json.dumps(job.to_dict()))
+    return [k for k in ("stages", "eval") if old.get(k) != new[k]]
+
+
 def run_job(job: Job, threads: int = 1, device: str | None = None) -> Outcome:
     """Train every stage of ``job`` not yet finished, then evaluate it (see the module doc)."""
     t0 = time.perf_counter()
     if is_done(job.folder):
         return Outcome(job.id, "skipped", str(job.folder))
+    if "stages" in changed(job) and any((Path(st["out"]) / "last.pt").is_file() for st in job.stages):
+        return Outcome(job.id, "failed", str(job.folder), str(job.folder / "run.json"),
+                       f"its configs or overrides changed since it started; delete {job.folder} to start it afresh")
     job.folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(job.folder / "run.json", json.dumps(job.to_dict(), indent=2))
     env = _env(threads, device)
@@ -195,7 +210,9 @@ def _submitit(jobs: Sequence[Job], workers: int, threads: int, folder: Path, clu
     ex = submitit.AutoExecutor(folder=folder, cluster=cluster)
     ex.update_parameters(**{"name": "sepbn-study", "cpus_per_task": threads, "timeout_min": 24 * 60,
                             "slurm_array_parallelism": workers, **parameters})
-    submitted = {ex.submit(run_job, j, threads, None): j for j in jobs}
+    with ex.batch():  # one job array: slurm_array_parallelism caps the runs at once
+        handles = [ex.submit(run_job, j, threads, None) for j in jobs]
+    submitted = dict(zip(handles, jobs))
     try:
         for sj in submitit.helpers.as_completed(list(submitted)):
             job = submitted[sj]
@@ -224,7 +241,9 @@ def run_jobs(jobs: Sequence[Job], *, workers: int = 1, threads: int = 1, devices
 
     for j in jobs:
         if is_done(j.folder):
-            record(Outcome(j.id, "skipped", str(j.folder)))
+            diff = changed(j)
+            note = f"kept, though its {' and '.join(diff)} changed since (delete the folder to redo it)" if diff else None
+            record(Outcome(j.id, "skipped", str(j.folder), error=note))
     todo = [j for j in jobs if not is_done(j.folder)]
     if not todo:
         return outcomes

@@ -101,3 +101,54 @@ def test_submitit_local_executor(tiny_faces, tmp_path, capsys):
     assert (out / "bn" / "seed0" / "result.json").is_file() and any((out / ".submitit").iterdir())
     assert "bn/seed0 done" in capsys.readouterr().out
     assert main(["study", "table", str(out)]) == 0 and "| bn | 1/1 |" in capsys.readouterr().out
+
+
+def _job(tmp_path, name, overrides=("model.norm=bn",)):
+    from sepbn.study.spec import Job
+
+    folder = tmp_path / name / "seed0"
+    return Job(name, 0, folder, ({"config": "c.toml", "overrides": list(overrides), "out": str(folder)},),
+               {"sets": []}, str(tmp_path))
+
+
+def test_device_pool_gives_each_running_job_its_own_device(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from sepbn.study import runner
+
+    running, seen, lock = {}, [], threading.Lock()
+
+    def fake(job, threads, device):
+        with lock:
+            assert device not in running.values()  # no two jobs share a GPU
+            running[job.id] = device
+            seen.append((job.id, device, threads))
+        time.sleep(0.05)
+        with lock:
+            del running[job.id]
+        return runner.Outcome(job.id, "done", str(job.folder))
+
+    monkeypatch.setattr(runner, "run_job", fake)
+    jobs = [_job(tmp_path, f"v{i}") for i in range(5)]
+    outcomes = runner.run_jobs(jobs, workers=2, threads=3, devices=["3", "5"])
+    assert sorted(o.job for o in outcomes) == sorted(j.id for j in jobs)
+    assert {d for _, d, _ in seen} == {"3", "5"} and {t for _, _, t in seen} == {3}
+    env = runner._env(3, "5")
+    assert env["OMP_NUM_THREADS"] == "3" and env["MKL_NUM_THREADS"] == "3" and env["CUDA_VISIBLE_DEVICES"] == "5"
+
+
+def test_changed_settings_are_not_resumed(tmp_path):
+    from sepbn.study.runner import run_job, run_jobs
+
+    old = _job(tmp_path, "a")
+    old.folder.mkdir(parents=True)
+    (old.folder / "run.json").write_text(json.dumps(old.to_dict()))
+    (old.folder / "last.pt").write_bytes(b"x")
+    new = _job(tmp_path, "a", overrides=("model.norm=sepbn",))
+    outcome = run_job(new)
+    assert outcome.status == "failed" and "changed since it started" in outcome.error
+    assert json.loads((old.folder / "run.json").read_text())["stages"][0]["overrides"] == ["model.norm=bn"]
+    (old.folder / "result.json").write_text("{}")  # a finished run is kept, with a note
+    (skipped,) = run_jobs([new])
+    assert skipped.status == "skipped" and "stages changed" in skipped.error
