@@ -51,7 +51,9 @@ def _seeds_cell(info: dict, total: int) -> str:
 
 def _minutes(ts: dict) -> str:
     def m(s):
-        return "–" if s["mean"] is None else f"{s['mean'] / 60:.1f}" + ("" if s["sd"] is None else f" ± {s['sd'] / 60:.1f}")
+        if s["mean"] is None:
+            return "–"
+        return f"{s['mean'] / 60:.1f}" + ("" if s["sd"] is None else f" ± {s['sd'] / 60:.1f}")
     return f"{m(ts['wall'])} / {m(ts['cpu'])}"
 
 
@@ -87,7 +89,8 @@ def format_markdown(table: dict) -> str:
                     if drow is None:
                         continue
                     diff = ("baseline", "", "") if v == base else _diff(drow.get("vs_baseline"))
-                    lines.append(f"| {d} | {drow['faces']} | {v} | {_mean_sd(drow.get('nme'))} | " + " | ".join(diff) + " |")
+                    cells = [d, str(drow["faces"]), v, _mean_sd(drow.get("nme")), *diff]
+                    lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     problems = [(v, s, e) for v, info in table["variants"].items() for s, e in info["failed"].items()]
     if problems:

@@ -220,7 +220,8 @@ def _submitit(jobs: Sequence[Job], workers: int, threads: int, folder: Path, clu
                 report(sj.result())
             except Exception as e:  # the job died outside run_job (killed, out of time, node failure)
                 log = str(sj.paths.stderr)
-                report(Outcome(job.id, "failed", str(job.folder), log, f"submitit: {last_line(log)} ({type(e).__name__})"))
+                error = f"submitit: {last_line(log)} ({type(e).__name__})"
+                report(Outcome(job.id, "failed", str(job.folder), log, error))
     except BaseException:
         for sj in submitted:
             sj.cancel(check=False)
@@ -242,8 +243,8 @@ def run_jobs(jobs: Sequence[Job], *, workers: int = 1, threads: int = 1, devices
     for j in jobs:
         if is_done(j.folder):
             diff = changed(j)
-            note = f"kept, though its {' and '.join(diff)} changed since (delete the folder to redo it)" if diff else None
-            record(Outcome(j.id, "skipped", str(j.folder), error=note))
+            note = f"kept, though its {' and '.join(diff)} changed since (delete the folder to redo it)"
+            record(Outcome(j.id, "skipped", str(j.folder), error=note if diff else None))
     todo = [j for j in jobs if not is_done(j.folder)]
     if not todo:
         return outcomes

@@ -201,8 +201,9 @@ def plot_mean_ced(out: str | Path, dataset: str, path: str | Path, threshold: fl
             nmes.append(float(e["errors"].mean()))
             aucs.append(auc(e["errors"], threshold))
         if curves:
-            ax.plot(100 * x, np.mean(curves, axis=0), label=f"{v} ({len(curves)} seeds): NME {100 * np.mean(nmes):.2f}%, "
-                    f"AUC@{100 * threshold:g}% {100 * np.mean(aucs):.2f}")
+            label = (f"{v} ({len(curves)} seeds): NME {100 * np.mean(nmes):.2f}%, "
+                     f"AUC@{100 * threshold:g}% {100 * np.mean(aucs):.2f}")
+            ax.plot(100 * x, np.mean(curves, axis=0), label=label)
             drawn += 1
     if not drawn:
         return None
