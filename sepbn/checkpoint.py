@@ -97,8 +97,10 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # truncated or foreign files raise many different errors
-        raise ValueError(f"{path}: not a readable sepbn checkpoint ({type(e).__name__}: {e})") from None
+    except Exception as e:  # truncated or foreign files raise many different errors, some of many lines
+        detail = (str(e).strip().splitlines() or [""])[0]
+        detail = detail if len(detail) <= 120 else detail[:117] + "..."
+        raise ValueError(f"{path}: not a readable sepbn checkpoint ({type(e).__name__}: {detail})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_args" not in ckpt:
         raise ValueError(f"{path}: not a sepbn checkpoint (missing 'model' / 'model_args')")
     return ckpt

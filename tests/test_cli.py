@@ -105,3 +105,80 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
     assert all("noise" in v for v in saved["verdicts"].values())
     assert (out / "ced.png").is_file() and (out / "overlay_cnt_sepbn.png").is_file()
     assert (out / "study" / "table.md").is_file() and (out / "study" / "CNT+SepBN" / "seed1" / "stage2" / "final").is_dir()
+
+
+# --- one error style: `sepbn <cmd>: <file>: <problem>`, non-zero exit, --debug for the traceback --------
+
+def _one_line(capsys, cmd: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"sepbn {cmd}: "), err
+    assert "Traceback" not in err
+    return err[len(f"sepbn {cmd}: "):]
+
+
+def test_every_subcommand_prints_expected_errors_as_one_line(tiny_faces, tmp_path, capsys):
+    from sepbn.cli import COMMANDS
+
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    missing = tmp_path / "missing.toml"
+    cases = {
+        "synth": (["synth", "--out", str(tmp_path / "s"), "--num", "-1"], 2, "--num must be >= 0, got -1"),
+        "train": (["train", str(missing)], 2, f"{missing}: config file not found"),
+        "eval": (["eval", "--checkpoint", str(bad), "--data", f"csv:{tiny_faces['5pt']}"], 1,
+                 f"{bad}: not a readable sepbn checkpoint"),
+        "demo": (["demo", "--configs", str(tmp_path), "--out", str(tmp_path / "demo")], 2,
+                 f"not found in {tmp_path}"),
+        "predict": (["predict", "--checkpoint", str(bad), "--detector", "full", str(tmp_path)], 2, "bad.pt"),
+        "export": (["export", "--checkpoint", str(bad), "--format", "onnx", "--out", str(tmp_path / "m.onnx")], 2,
+                   "bad.pt"),
+        "cache": (["cache", "--fmt", "csv", "--source", str(tmp_path / "none.csv"), "--out", str(tmp_path / "c")], 1,
+                  f"{tmp_path / 'none.csv'}: annotation file not found"),
+        "check": (["check", str(missing)], 2, f"{missing}: config file not found"),
+        "analyze": (["analyze", "--checkpoint", str(bad), "--data", f"csv:{tiny_faces['5pt']}"], 1,
+                    f"{bad}: not a readable sepbn checkpoint"),
+        "study": (["study", "check", str(missing)], 2, "missing.toml"),
+    }
+    assert set(COMMANDS) <= set(cases), f"a new sub-command needs an error case here: {set(COMMANDS) - set(cases)}"
+    for cmd in COMMANDS:
+        argv, code, text = cases[cmd]
+        assert main(argv) == code, cmd
+        prog = f"{cmd} {argv[1]}" if cmd == "study" else cmd
+        assert text in _one_line(capsys, prog), cmd
+
+
+def test_debug_shows_the_traceback_and_bugs_keep_theirs(tmp_path, monkeypatch):
+    import pytest
+
+    missing = str(tmp_path / "missing.toml")
+    for argv in (["--debug", "train", missing], ["train", missing, "--debug"]):
+        with pytest.raises(ValueError, match="config file not found"):
+            main(argv)
+    import sepbn.commands.check as check
+
+    monkeypatch.setattr(check, "run", lambda args: [][1])  # a bug, not an expected error
+    with pytest.raises(IndexError):
+        main(["check", missing])
+
+
+def test_check_command_summarises_and_lists_problems(tiny_faces, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "faces"
+    shutil.copytree(tiny_faces["5pt"].parent, folder)
+    cfg = _config(tmp_path, {"5pt": folder / "faces.csv"})
+    assert main(["check", str(cfg), "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "train csv-5pt: 12 faces" in out and "val val5: 12 faces" in out and "image sizes: 64..64 x 64..64" in out
+    assert "box sides: min" in out and "points outside the image: 0 in 0 faces" in out and "ready to train" in out
+    (folder / "003.png").write_bytes(b"garbage")
+    assert main(["check", str(cfg), "--out", str(tmp_path / "run")]) == 1
+    captured = capsys.readouterr()
+    assert "train csv-5pt: 11 faces; unusable 1: 1 undecodable" in captured.out
+    err = captured.err.splitlines()
+    assert err[0].startswith("sepbn check: 2 face(s) cannot be used (train csv-5pt, val val5)")
+    assert err[1:] == [f"  {folder / '003.png'}: cannot decode the image (7 bytes)"] * 2
+    assert main(["check", str(cfg), "--set", 'data.train.0.options={"skip_invalid": true}', "--set", "data.val=[]",
+                 "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "skipped 1: 1 undecodable" in out and f"skipped {folder / '003.png'}: cannot decode" in out

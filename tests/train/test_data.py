@@ -77,3 +77,77 @@ def test_pose_domains_option_labels_every_face(tiny_faces):
                              f'"pose_domains": "tsne"}}]'])
     with pytest.raises(ValueError, match="'tsne'"):
         build_datasets(bad.data, bad.data.train, train=False, image_size=32)
+
+
+# --- the pre-flight check before training ------------------------------------------------------
+
+def _break_two_images(root):
+    """1.png becomes a JPEG cut in half; 2.png disappears."""
+    ok, buf = cv2.imencode(".jpg", np.full((64, 64, 3), 90, np.uint8))
+    (root / "1.png").write_bytes(buf.tobytes()[: len(buf) // 2])
+    (root / "2.png").unlink()
+
+
+def _skipping(root, *extra):
+    entry = (f'{{"fmt": "csv", "source": "{root}/faces.csv", "protocol": "{root}/tri3.json", '
+             f'"options": {{"skip_invalid": true}}}}')
+    return _cfg(root, f"data.train=[{entry}]", *extra)
+
+
+def test_preflight_lists_every_bad_image_and_stops_before_training(tri_faces):
+    from sepbn.train.data import PreflightError
+
+    _break_two_images(tri_faces)
+    with pytest.raises(PreflightError) as e:
+        train(_cfg(tri_faces), tri_faces / "run")
+    lines = str(e.value).splitlines()
+    assert lines[0].startswith("2 face(s) cannot be used (train csv-tri3); fix them, or leave them out with "
+                               "options = {skip_invalid = true}")
+    assert lines[1:] == [f"  {tri_faces}/1.png: truncated JPEG (1 of 2 bytes, no end-of-image marker)".replace(
+        "1 of 2", str(len(cv2.imencode('.jpg', np.full((64, 64, 3), 90, np.uint8))[1]) // 2)),
+        f"  {tri_faces}/2.png: image file not found"]
+    assert not (tri_faces / "run" / "last.pt").exists() and not (tri_faces / "run" / "train.csv").exists()
+
+
+def test_skip_invalid_leaves_bad_images_out_counts_them_and_trains(tri_faces, capsys, monkeypatch):
+    _break_two_images(tri_faces)
+    res = train(_skipping(tri_faces, "train.max_steps=1"), tri_faces / "run")
+    assert len(res.losses) == 1 and res.skipped == {"train": {"csv-tri3": {"truncated": 1, "missing": 1}}}
+    summary = json.loads((tri_faces / "run" / "summary.json").read_text())
+    assert summary["skipped_faces"] == 2 and summary["skipped"] == res.skipped
+    listed = (tri_faces / "run" / "skipped.txt").read_text().splitlines()
+    assert listed == [f"train csv-tri3: {tri_faces}/1.png: truncated JPEG" + listed[0].split("truncated JPEG")[1],
+                      f"train csv-tri3: {tri_faces}/2.png: image file not found"]
+    out = capsys.readouterr().out
+    assert "train csv-tri3: left out 2 face(s) (1 truncated, 1 missing); kept 6" in out
+    # a restart reads the cache (keyed by file sizes and mtimes) instead of decoding again
+    import sepbn.data.preflight as pf
+
+    calls = []
+    monkeypatch.setattr(pf, "probe_image", lambda p: calls.append(p))
+    train(_skipping(tri_faces, "train.max_steps=2"), tri_faces / "run", resume=True)
+    assert calls == [] and (tri_faces / "run" / "preflight.json").is_file()
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_an_image_broken_during_training_stops_with_one_line(tri_faces, tmp_path, monkeypatch, capsys, workers):
+    import sepbn.train.loop as loop
+    from sepbn.cli import main
+
+    config = tmp_path / "cfg.toml"
+    config.write_text(f'[model]\nwidth = 0.0625\ninput_size = 64\n[[data.train]]\nfmt = "csv"\n'
+                      f'source = "{tri_faces}/faces.csv"\nprotocol = "{tri_faces}/tri3.json"\n[data]\n'
+                      f'workers = {workers}\n[schedule]\nepochs = 2\nwarmup_epochs = 0\ntau_epochs = 1\n'
+                      f'[train]\nbatch_size = 4\nprogress = false\n')
+    real = loop.branch_losses
+
+    def break_images(*args, **kwargs):  # after the pre-flight check, before epoch 2 loads its faces
+        for i in range(8):
+            (tri_faces / f"{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n gone bad")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "branch_losses", break_images)
+    assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"sepbn train: {tri_faces}/") and \
+        err.endswith(".png: cannot decode image (17 bytes)"), err
