@@ -64,6 +64,12 @@ def test_scores_are_sepbn_metrics_of_the_held_out_faces(tiny_faces, tmp_path, mo
         peer.split_files("wflw98", tmp_path / "splits", None)
 
 
+def test_face_box_is_the_record_box_or_sepbns_enlarged_square(monkeypatch):
+    peer = load("dlib_peer", monkeypatch)
+    assert peer.face_box((10, 20, 30, 60)) == (10.0, 20.0, 30.0, 60.0)
+    assert peer.face_box((10, 20, 30, 60), 1.25) == (-5.0, 15.0, 45.0, 65.0)  # side 1.25 * 40 around (20, 40)
+
+
 def test_dlib_trains_and_predicts_on_the_split(tiny_faces, tmp_path, monkeypatch):
     pytest.importorskip("dlib")  # benchmark-only dependency (dlib-bin), not installed by sepbn's extras
     peer = load("dlib_peer", monkeypatch)
