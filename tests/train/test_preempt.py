@@ -1,6 +1,7 @@
 """Stopping a run: SIGTERM / SIGINT mid-epoch then a resume equal to an uninterrupted run, a second
 Ctrl-C during the checkpoint write, checkpoints on wall time (fake clock), a full disk (simulated
-ENOSPC), and the real signal to a `sepbn train` process (exit status 75, the resume command)."""
+ENOSPC), the real signal to a `sepbn train` process (exit status 75, the resume command), and the SLURM
+script (configs/slurm/train.sbatch) stopping, requeueing and resuming."""
 
 from __future__ import annotations
 
@@ -199,3 +200,47 @@ def test_save_clock_and_write_failure_message(tmp_path):
     assert str(err).startswith(f"{tmp_path}: no space left to write last.pt (needs about 3 MiB, ")
     other = checkpoint_write_failed(tmp_path / "last.pt", OSError(errno.EACCES, "Permission denied"), 2**20)
     assert "cannot write last.pt (Permission denied; needs about 1 MiB" in str(other)
+
+
+def test_slurm_script_stops_requeues_and_resumes(tiny_faces, tmp_path):
+    """configs/slurm/train.sbatch with stand-ins for torchrun (runs the command as its child) and scontrol
+    (records the call): SIGUSR1 to the batch script (``--signal=B:USR1``) stops training with a checkpoint
+    and requeues the job; the next start of the same script resumes from it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "torchrun").write_text(
+        '#!/bin/bash\nwhile [ "$1" != "-m" ]; do shift; done\n"$PYTHON" "$@" &\nchild=$!\ntrap "" USR1\n'
+        'wait $child; st=$?\nwhile kill -0 $child 2>/dev/null; do wait $child; st=$?; done\nexit $st\n')
+    (bin_dir / "scontrol").write_text(f'#!/bin/bash\necho "$@" >> {tmp_path / "scontrol.log"}\n')
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    config = tmp_path / "cfg.toml"
+    config.write_text(f'[model]\nwidth = 0.0625\ninput_size = 64\n[[data.train]]\nfmt = "csv"\n'
+                      f'source = "{tiny_faces["5pt"]}"\nprotocol = "5pt"\n[schedule]\nepochs = 200\n'
+                      f'warmup_epochs = 0\n[train]\nbatch_size = 2\nprogress = false\nlog_every = 1\n')
+    run = tmp_path / "run"
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHON": sys.executable, "SLURM_JOB_ID": "4242",
+           "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    script = ["bash", str(ROOT / "configs" / "slurm" / "train.sbatch"), str(config), str(run)]
+    job = subprocess.Popen(script, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not ((run / "train.csv").is_file() and len((run / "train.csv").read_text().splitlines()) > 2):
+            assert job.poll() is None and time.monotonic() < deadline, "training did not start"
+            time.sleep(0.1)
+        job.send_signal(signal.SIGUSR1)  # what --signal=B:USR1@300 does 5 minutes before the time limit
+        _, err = job.communicate(timeout=120)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 75 and "SIGUSR1 received" in err, err[-2000:]
+    assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]
+    step = load_checkpoint(run / "last.pt")["step"]
+    again = subprocess.run(script + ["--set", f"train.max_steps={step + 2}", "--set", "train.progress=true"], env=env,
+                           capture_output=True, text=True, timeout=180)  # the requeued job starts the same script
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"resumed from {run / 'last.pt'}: epoch" in again.stdout
+    assert load_checkpoint(run / "last.pt")["step"] == step + 2
+    with open(run / "train.csv") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == list(range(1, step + 3))
+    assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]  # finished: no requeue
