@@ -18,8 +18,10 @@ import functools
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
-__all__ = ["GroupedAttention", "SqueezeExcitationAttention", "branch_weights", "adaptive_max_pool", "window_max"]
+__all__ = ["GroupedAttention", "SqueezeExcitationAttention", "branch_weights", "adaptive_max_pool", "window_max",
+           "pool_tap"]
 
 AGGREGATIONS = ("soft", "hard")
 
@@ -71,6 +73,49 @@ class _SparseMaxPool(torch.autograd.Function):
         # windows overlap when T does not divide H or W: indices may repeat, so not coalesced (add sums them)
         sparse = torch.sparse_coo_tensor(coords, grad.reshape(-1), (n, c, h, w), check_invariants=False)
         return sparse, None
+
+
+class _PoolTap(torch.autograd.Function):
+    """(input, adaptive max-pool of input) in one node: the only consumer of a SepBN layer's input.
+
+    The layer feeds the first output (an alias of ``input``) to its folded affine and the second to the
+    attention. Backward receives the affine's fresh dense gradient and adds the pooled gradient into it in
+    place (one ``scatter_add_`` of N*C*T*T values), so autograd never has two gradients of the input to sum:
+    no sparse tensor, no index arithmetic, no out-of-place dense + sparse copy of the activation.
+    """
+
+    @staticmethod
+    def forward(ctx, input: Tensor, size: int) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        values, indices = F.adaptive_max_pool2d(input, size, return_indices=True)
+        ctx.save_for_backward(indices)
+        ctx.shape = input.shape
+        return input.view_as(input), values
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_input: Tensor | None, grad_pooled: Tensor | None):  # type: ignore[override]
+        (indices,) = ctx.saved_tensors
+        n, c, h, w = ctx.shape
+        if grad_input is None:
+            grad_input = grad_pooled.new_zeros(ctx.shape)
+        if grad_pooled is None:
+            return grad_input, None
+        src = grad_pooled.to(grad_input.dtype)
+        if grad_input.is_contiguous():
+            # overlapping windows (T not dividing H or W) may repeat an index: scatter_add_ sums them
+            grad_input.view(n * c, h * w).scatter_add_(1, indices.reshape(n * c, -1), src.reshape(n * c, -1))
+        else:  # e.g. channels_last: the same sums through 4-D indices, still in place
+            flat = indices.reshape(n, c, -1)
+            nn_ = torch.arange(n, device=flat.device).reshape(n, 1, 1).expand_as(flat)
+            cc = torch.arange(c, device=flat.device).reshape(1, c, 1).expand_as(flat)
+            grad_input.index_put_((nn_, cc, flat // w, flat % w), src.reshape(n, c, -1), accumulate=True)
+        return grad_input, None
+
+
+def pool_tap(input: Tensor, size: int) -> tuple[Tensor, Tensor]:
+    """``(input, F.adaptive_max_pool2d(input, size))`` for eager autograd, see `_PoolTap`. Use the first
+    output in place of ``input`` downstream, and nothing else, so that its gradient is owned here."""
+    return _PoolTap.apply(input, size)
 
 
 def _windows(size: int, out: int) -> list[tuple[int, int]]:
@@ -148,7 +193,11 @@ class GroupedAttention(nn.Module):
         nn.init.zeros_(self.fc2.bias)
 
     def forward(self, input: Tensor) -> Tensor:
-        pooled = adaptive_max_pool(input, self.pool_size).flatten(2).transpose(1, 2)  # (N, T*T, C)
+        return self.from_pooled(adaptive_max_pool(input, self.pool_size))
+
+    def from_pooled(self, pooled: Tensor) -> Tensor:
+        """Logits (N, G, K) from the pooled input (N, C, T, T): the block after its adaptive max-pool."""
+        pooled = pooled.flatten(2).transpose(1, 2)  # (N, T*T, C)
         # the 1x1 conv as a matmul: on CPU a conv primitive costs milliseconds on a 3x3 map
         weight = self.reduce.weight.reshape(self.num_groups, -1)
         z = F.linear(pooled.to(weight.dtype), weight, self.reduce.bias).transpose(1, 2).flatten(1)  # (N, G*T*T)

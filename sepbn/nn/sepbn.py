@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from . import functional as SF
-from .attention import AGGREGATIONS, GroupedAttention, SqueezeExcitationAttention, branch_weights
+from .attention import AGGREGATIONS, GroupedAttention, SqueezeExcitationAttention, branch_weights, pool_tap
 
 __all__ = ["SepBatchNorm2d", "TemperatureMixin", "check_input"]
 
@@ -170,7 +170,13 @@ class SepBatchNorm2d(TemperatureMixin, nn.Module):
 
     def forward(self, input: Tensor) -> Tensor:
         check_input(input)
-        pi = self.attention_weights(input)
+        if type(self.norm) is nn.BatchNorm2d and type(self.attention) is GroupedAttention and \
+                SF._use_fused(input, self.weight, self.bias):
+            # eager autograd: one node pools and passes the input on, and owns its whole gradient (_PoolTap)
+            input, pooled = pool_tap(input, self.pool_size)
+            pi = branch_weights(self.attention.from_pooled(pooled), self.tau, self.aggregation)
+        else:
+            pi = self.attention_weights(input)
         if type(self.norm) is not nn.BatchNorm2d:
             # e.g. SyncBatchNorm after convert_sync_batchnorm: it normalises (and syncs), we map.
             gamma_hat, beta_hat = SF.mix_affine(pi, self.weight, self.bias)

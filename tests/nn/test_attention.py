@@ -62,3 +62,29 @@ def test_sparse_pool_gradient_equals_dense():
 def test_window_max_equals_adaptive_max_pool(shape, size):
     x = torch.randn(*shape)
     torch.testing.assert_close(window_max(x, size), F.adaptive_max_pool2d(x, size), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_pool_tap_gradient_is_exact_with_overlapping_windows(channels_last):
+    from sepbn.nn.attention import pool_tap
+
+    x = torch.randn(2, 3, 7, 5, dtype=torch.float64)  # T = 3 on 7x5: windows overlap, maxima can repeat
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+
+    def fn(x):
+        tapped, pooled = pool_tap(x, 3)
+        return tapped * 1.5, pooled.square()
+
+    assert torch.autograd.gradcheck(fn, (x,))
+    tapped, pooled = pool_tap(x, 3)
+    torch.testing.assert_close(pooled, F.adaptive_max_pool2d(x, 3), rtol=0, atol=0)
+    w = torch.randn_like(pooled)
+    ((tapped * 2).sum() + (pooled * w).sum()).backward()
+    y = x.detach().clone().requires_grad_(True)
+    ((y * 2).sum() + (F.adaptive_max_pool2d(y, 3) * w).sum()).backward()
+    torch.testing.assert_close(x.grad, y.grad, rtol=0, atol=1e-12)
+    z = x.detach().clone().requires_grad_(True)
+    pool_tap(z, 3)[1].sum().backward()  # the tapped alias unused: its gradient starts from zeros
+    assert z.grad.count_nonzero() > 0
