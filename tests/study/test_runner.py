@@ -5,6 +5,7 @@ it can be: 12 faces, 1 epoch of 3 steps, 2 variants x 2 seeds.
 """
 
 import json
+import shutil
 
 import numpy as np
 
@@ -79,18 +80,23 @@ def test_run_table_failures_and_resume(tiny_faces, tmp_path, capsys):
     assert (out / "table.md").is_file() and (out / "ced.png").is_file()
     assert json.loads((out / "study.json").read_text())["baseline"] == "bn"
 
-    # a study killed while sepbn/seed1 trained: its folder holds last.pt but no final weights
+    # a study killed while sepbn/seed1 trained: its folder holds a last.pt after step 1 of 3, no final weights
     run = out / "sepbn" / "seed1"
-    for name in ("result.json", "errors.npz", "summary.json"):
-        (run / name).unlink()
-    for f in (run / "final").iterdir():
-        f.unlink()
-    (run / "final").rmdir()
+    shutil.rmtree(run)
+    stage = json.loads((out / "sepbn" / "seed0" / "run.json").read_text())["stages"][0]
+    overrides = [o.replace("train.seed=0", "train.seed=1") for o in stage["overrides"]] + ["train.max_steps=1"]
+    assert main(["train", stage["config"], "--out", str(run), *[a for o in overrides for a in ("--set", o)]]) == 0
+    (run / "summary.json").unlink()  # a stopped run has no summary and no final weights
+    shutil.rmtree(run / "final")
+    assert not (run / "result.json").exists() and (run / "last.pt").is_file()
+    capsys.readouterr()
     finished = {p: p.stat().st_mtime_ns for p in out.glob("*/seed*/result.json")}
     assert main(argv) == 1
     text = capsys.readouterr().out
     assert "bn/seed0 already done" in text and "sepbn/seed1 done" in text
-    assert "--resume" in (run / "train.log").read_text() and (run / "result.json").is_file()
+    log = (run / "train.log").read_text()
+    assert "--resume" in log
+    assert json.loads((run / "summary.json").read_text())["step"] == 3 and (run / "result.json").is_file()
     assert {p: p.stat().st_mtime_ns for p in finished} == finished  # finished runs are never redone
 
 
