@@ -28,7 +28,9 @@ __all__ = ["evaluate_run", "load_errors"]
 
 def _train_seconds(folder: Path) -> dict:
     path = folder / "time.json"
-    stages = json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():  # trained outside the study runner (adopted folder): time unknown
+        return {"wall": None, "cpu": None, "stages": {}}
+    stages = json.loads(path.read_text())
     return {"wall": sum(s["wall"] for s in stages.values()), "cpu": sum(s["cpu"] for s in stages.values()),
             "stages": stages}
 

@@ -145,7 +145,8 @@ def build_table(out: str | Path, baseline: str | None = None) -> dict:
                    "eval": study["eval"], "variants": {}, "datasets": {}}
     for v, rs in runs.items():
         done = [r["result"]["train_seconds"] for r in rs.values() if r["status"] == "done"]
-        wall, cpu = mean_sd([t["wall"] for t in done]), mean_sd([t["cpu"] for t in done])
+        wall = mean_sd([t["wall"] for t in done if t.get("wall") is not None])
+        cpu = mean_sd([t["cpu"] for t in done if t.get("cpu") is not None])
         table["variants"][v] = {
             "done": [s for s, r in rs.items() if r["status"] == "done"],
             "failed": {str(s): r["error"] for s, r in rs.items() if r["status"] == "failed"},
