@@ -149,6 +149,8 @@ def run_job(job: Job, threads: int = 1, device: str | None = None) -> Outcome:
         out = Path(st["out"])
         if (out / "summary.json").is_file() and (out / "final").is_dir():
             continue
+        if _STOP.is_set():  # the study is being stopped: start nothing new
+            return Outcome(job.id, "interrupted", str(job.folder), seconds=time.perf_counter() - t0)
         cmd = python + ["train", st["config"], "--out", str(out)]
         for o in st["overrides"]:
             cmd += ["--set", o]
@@ -159,6 +161,8 @@ def run_job(job: Job, threads: int = 1, device: str | None = None) -> Outcome:
         _add_time(job.folder, f"stage{k + 1}", wall, cpu)
         if code != 0:
             return _fail(job, f"train stage {k + 1}" if len(job.stages) > 1 else "train", log, t0, code)
+    if _STOP.is_set():
+        return Outcome(job.id, "interrupted", str(job.folder), seconds=time.perf_counter() - t0)
     log = job.folder / "eval.log"
     code, _, _ = _spawn(python + ["study", "eval", str(job.folder)], log, env, job.cwd)
     if code != 0 or not is_done(job.folder):

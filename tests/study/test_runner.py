@@ -1,19 +1,23 @@
-"""`sepbn study run` end to end on tiny data: runs + table, a failing run counted, resume, submitit's local executor.
+"""`sepbn study run` end to end on tiny data: runs + table, failing runs counted, a killed study resumed, submitit.
 
 Each run is two real processes (`sepbn train`, `sepbn study eval`), so the study is as small as
 it can be: 12 faces, 1 epoch of 3 steps, 2 variants x 2 seeds.
 """
 
 import json
-import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 
+from sepbn.checkpoint import load_checkpoint
 from sepbn.cli import main
 from sepbn.study.evaluate_run import load_errors
 
 
-def _study(tmp_path, faces, variants: str, seeds: str = "[0, 1]"):
+def _study(tmp_path, faces, variants: str, seeds: str = "[0, 1]", baseline: str = "bn"):
     (tmp_path / "base.toml").write_text(f"""
 name = "tiny"
 [model]
@@ -36,7 +40,7 @@ tau_epochs = 1
 batch_size = 4
 """)
     path = tmp_path / "study.toml"
-    path.write_text(f'name = "tiny"\nbase = "base.toml"\nseeds = {seeds}\nbaseline = "bn"\n'
+    path.write_text(f'name = "tiny"\nbase = "base.toml"\nseeds = {seeds}\nbaseline = "{baseline}"\n'
                     f'[eval]\nfr_thresholds = [0.08, 0.10]\n{variants}')
     return path
 
@@ -57,7 +61,7 @@ set = ["model.nope=1"]
 """
 
 
-def test_run_table_failures_and_resume(tiny_faces, tmp_path, capsys):
+def test_run_table_and_failures(tiny_faces, tmp_path, capsys):
     study, out = _study(tmp_path, tiny_faces, VARIANTS), tmp_path / "out"
     argv = ["study", "run", str(study), "--out", str(out), "--jobs", "2", "--threads-per-job", "1"]
     assert main(argv) == 1  # the broken variants fail; the others finish
@@ -80,24 +84,35 @@ def test_run_table_failures_and_resume(tiny_faces, tmp_path, capsys):
     assert (out / "table.md").is_file() and (out / "ced.png").is_file()
     assert json.loads((out / "study.json").read_text())["baseline"] == "bn"
 
-    # a study killed while sepbn/seed1 trained: its folder holds a last.pt after step 1 of 3, no final weights
-    run = out / "sepbn" / "seed1"
-    shutil.rmtree(run)
-    stage = json.loads((out / "sepbn" / "seed0" / "run.json").read_text())["stages"][0]
-    overrides = [o.replace("train.seed=0", "train.seed=1") for o in stage["overrides"]] + ["train.max_steps=1"]
-    assert main(["train", stage["config"], "--out", str(run), *[a for o in overrides for a in ("--set", o)]]) == 0
-    (run / "summary.json").unlink()  # a stopped run has no summary and no final weights
-    shutil.rmtree(run / "final")
-    assert not (run / "result.json").exists() and (run / "last.pt").is_file()
-    capsys.readouterr()
-    finished = {p: p.stat().st_mtime_ns for p in out.glob("*/seed*/result.json")}
-    assert main(argv) == 1
-    text = capsys.readouterr().out
-    assert "bn/seed0 already done" in text and "sepbn/seed1 done" in text
-    log = (run / "train.log").read_text()
-    assert "--resume" in log
-    assert json.loads((run / "summary.json").read_text())["step"] == 3 and (run / "result.json").is_file()
-    assert {p: p.stat().st_mtime_ns for p in finished} == finished  # finished runs are never redone
+
+def test_killed_study_resumes(tiny_faces, tmp_path):
+    variants = """
+[[variant]]
+name = "short"
+[[variant]]
+name = "long"
+set = ["schedule.epochs=40", "train.val_every=1000"]
+"""
+    study, out = _study(tmp_path, tiny_faces, variants, seeds="[0]", baseline="short"), tmp_path / "out"
+    argv = [sys.executable, "-m", "sepbn", "study", "run", str(study), "--out", str(out), "--jobs", "1"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run = out / "long" / "seed0"
+    deadline = time.monotonic() + 300
+    while not (run / "last.pt").is_file() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)  # short/seed0 finishes first, then long/seed0 writes its first checkpoint
+    proc.send_signal(signal.SIGTERM)  # as `kill PID`: the running training checkpoints and stops
+    output = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 130 and "interrupted" in output, output
+    assert (out / "short" / "seed0" / "result.json").is_file() and not (run / "result.json").exists()
+    steps_done = load_checkpoint(run / "last.pt")["step"]
+    assert 3 <= steps_done < 120
+    finished = (out / "short" / "seed0" / "result.json").stat().st_mtime_ns
+
+    assert main(["study", "run", str(study), "--out", str(out), "--jobs", "1"]) == 0
+    assert "--resume" in (run / "train.log").read_text()
+    assert json.loads((run / "summary.json").read_text())["step"] == 120  # 40 epochs of 3 steps
+    assert json.loads((run / "time.json").read_text())["stage1"]["attempts"] == 2
+    assert (out / "short" / "seed0" / "result.json").stat().st_mtime_ns == finished  # never redone
 
 
 def test_submitit_local_executor(tiny_faces, tmp_path, capsys):
