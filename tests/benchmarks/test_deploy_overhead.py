@@ -1,0 +1,56 @@
+"""benchmarks/deploy_overhead.py: SepBN element count from the layer shapes, floor arithmetic, table rows."""
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+from sepbn.models import create_model
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "deploy_overhead.py"
+
+
+def load(_name, monkeypatch):
+    spec = importlib.util.spec_from_file_location("bench_deploy_overhead", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sepbn_elements_are_counted_from_the_layer_inputs(monkeypatch):
+    bench = load("deploy_overhead", monkeypatch)
+    net = create_model("vanilla", ["wflw98"], norm="sepbn", width=1 / 8, input_size=64)
+    # blocks of 8, 16, ..., 256 channels at sides 64, 32, ..., 2 (the conv outputs SepBN normalises)
+    want = sum(c * s * s for c, s in zip((8, 16, 32, 64, 128, 256), (64, 32, 16, 8, 4, 2)))
+    assert bench.sepbn_elements(net, 64) == want == 64512
+    bn_only = create_model("vanilla", ["wflw98"], norm="sepbn", placement=[5], width=1 / 8, input_size=64)
+    assert bench.sepbn_elements(bn_only, 64) == 256 * 2 * 2
+
+
+class StubNet:
+    name, elements, target_index = "stub", 1000, 2
+
+    def runner(self, key, mode, threads, batch, device):
+        x = torch.ones(64 if key == "bn" else 256)
+        return lambda: x.sum()
+
+
+def test_measure_fills_ratio_and_floor_and_the_table_shows_it(monkeypatch):
+    bench = load("deploy_overhead", monkeypatch)
+    cells = [bench.Cell("stub", "infer-ort", "cpu", 1, 32), bench.Cell("stub", "train", "cpu", 2, 16)]
+    for cell in cells:
+        cell.target = bench.TARGETS[cell.mode][StubNet.target_index]
+        bench.measure(cell, StubNet(), repeats=3, bandwidth=2.0)  # 2 GB/s
+    ort, train = cells
+    assert ort.repeats == 3 and len(ort.bn_samples) == len(ort.sepbn_samples) == 3
+    assert math.isclose(ort.ratio, ort.sepbn_ms / ort.bn_ms)
+    assert math.isclose(ort.extra_mb, 12 * 1000 * 32 / 1e6) and math.isclose(train.extra_mb, 4 * 1000 * 16 / 1e6)
+    assert math.isclose(ort.floor_ms, ort.extra_mb / 2.0)  # MB / (GB/s) = ms
+    assert math.isclose(ort.floor_ratio, 1 + ort.floor_ms / ort.bn_ms)
+    assert (ort.target, train.target) == (1.10, 1.15)
+    info = {"cpu": "x", "logical_cpus": 2, "torch": "t", "onnxruntime": "o", "load_average_at_start": (0, 0, 0)}
+    table = bench.markdown(cells, info, {"cpu 1 thread": 2.0})
+    assert table.count("| stub |") == 2 and "| infer-ort | cpu | 1 | 32 |" in table and "2.0 GB/s" in table
