@@ -62,18 +62,20 @@ def resolve(root: str | Path, path: str | None) -> str | None:
 GENERIC_FORMATS = ("csv", "jsonl", "coco")
 
 
-def read_dataset_records(data: DataConfig, d: DatasetConfig) -> list:
+def read_dataset_records(data: DataConfig, d: DatasetConfig, protocol=None) -> list:
     """The records of one configured dataset (``limit`` applied).
 
     ``fmt = "synth"`` reads a SynthFaces folder (``sepbn.data.synth.load_synth``: the official
     reader of the protocol's format plus the sub-domain labels); other formats go to ``read_records``.
     ``pose_domains`` labels every face's pose sub-domain from its landmarks (`sepbn.data.pose_domains`).
+    ``protocol``: ``d.protocol`` already resolved (a :class:`~sepbn.data.protocols.Protocol`). The
+    result's ``.skipped`` lists the faces the format reader left out with ``skip_invalid``.
     """
     from ..data.formats import read_records
 
     from ..data.protocols import get_protocol
 
-    protocol = get_protocol(d.protocol)  # read once (a user's .json/.toml file too), then passed on
+    protocol = protocol or get_protocol(d.protocol)  # read once (a user's .json/.toml file too), then passed on
     if d.fmt == "synth":
         from ..data.synth import load_synth
 
@@ -110,6 +112,7 @@ def build_datasets(
     """``{name: LandmarkDataset}`` for the configured entries (names must be unique); ``records`` gives
     the faces of each name (the pre-flight check's), else they are read here."""
     from ..data.dataset import LandmarkDataset
+    from ..data.protocols import get_protocol
     from ..data.transforms import AugmentConfig
 
     augment = AugmentConfig.from_dict(data.augment_options) if train and data.augment else None
@@ -120,9 +123,10 @@ def build_datasets(
         if cache is not None:
             # one folder per role: a train and a val entry of the same name must not share (and rebuild) it
             cache = str(Path(cache) / f"{name}-{'train' if train else 'val'}")
-        faces = records[name] if records is not None else read_dataset_records(data, d)
+        protocol = get_protocol(d.protocol)
+        faces = records[name] if records is not None else read_dataset_records(data, d, protocol)
         out[name] = LandmarkDataset(
-            faces, d.protocol, train=train and data.augment, image_size=image_size,
+            faces, protocol, train=train and data.augment, image_size=image_size,
             augment=augment, cache=cache, seed=seed, **kwargs,
         )
     return out

@@ -11,11 +11,15 @@ checkpoint (heads of other protocols are dropped) and ``optim.backbone_lr`` = 1e
 Section V-A: the learning rate follows ``lr_at`` every step; the temperature of every SepBN
 softmax follows ``tau_at`` every epoch.
 
-Checkpoints: ``last.pt`` after every ``save_every`` epochs and when the run stops; ``best.pt``
-and ``best/`` (safetensors + config.json) when the mean validation NME improves; ``final/``
-weights at the end. Resuming restores model, optimiser, step, epoch and RNG states, and
-re-enters an interrupted epoch by replaying its sampler up to the saved batch, so the losses
-equal those of an uninterrupted run.
+Checkpoints: ``last.pt`` after every ``save_every`` epochs, every ``save_every_minutes`` of wall
+time (mid-epoch) and when the run stops; ``best.pt`` and ``best/`` (safetensors + config.json)
+when the mean validation NME improves; ``final/`` weights at the end. Resuming restores model,
+optimiser, step, epoch and RNG states, and re-enters an interrupted epoch by replaying its sampler
+up to the saved batch, so the losses equal those of an uninterrupted run. A stop signal ends the
+run after the current step with a mid-epoch ``last.pt`` (:mod:`sepbn.train.preempt`).
+
+Reading order: :func:`train` (the run), :func:`_epoch` (one epoch: steps, validation, checkpoint),
+:func:`_train_step` (one optimiser step); the setup is :func:`sepbn.train.setup.setup`.
 """
 
 from __future__ import annotations
@@ -23,27 +27,22 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from ..checkpoint import load_checkpoint, rng_state, save_checkpoint, save_weights, set_rng_state
-from ..config import Config, config_to_dict, format_config
-from ..data.protocols import Protocol
+from ..config import Config, config_to_dict
 from ..data.records import ImageReadError
 from ..io import atomic_write_text
-from .data import build_datasets, preflight, train_loader
-from .distributed import DistInfo, scaled_optim
-from .losses import l1_loss, wing_loss
+from .distributed import DistInfo
 from .nonfinite import NonFiniteLossError, diagnose
-from .optim import build_optimizer, set_lr
+from .optim import set_lr
 from .preempt import Preempted, SaveClock, StopSignals, checkpoint_write_failed, state_bytes
-from .schedules import lr_at, tau_at
+from .setup import Run, init_from_checkpoint, resolve_device, seed_everything, setup, write_config
 
 __all__ = ["train", "TrainResult", "branch_losses", "resolve_device", "init_from_checkpoint"]
 
@@ -62,39 +61,9 @@ class TrainResult:
 _clock = time.monotonic  # the wall clock of train.save_every_minutes (tests replace it)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def branch_losses(outputs: dict, targets: dict, loss_fn) -> dict[str, torch.Tensor]:
     """One loss per protocol branch present in the batch (paper Fig. 5)."""
     return {p: loss_fn(outputs[p], t) for p, t in targets.items()}
-
-
-def init_from_checkpoint(path: str | Path, protocols: list[str]) -> torch.nn.Module:
-    """The network of a (stage-1) checkpoint with only ``protocols``' heads (CNT stage 2).
-
-    The architecture is the checkpoint's (its ``model_args``), so stage 2 keeps stage 1's
-    backbone and the kept branch exactly, adapter included; the other heads are dropped.
-    """
-    from ..models import create_model
-
-    ckpt = load_checkpoint(path)
-    have = list(ckpt["model_args"]["protocols"])
-    lacking = [p for p in protocols if p not in have]
-    if lacking:
-        raise ValueError(f"{path}: the checkpoint has heads {have}, not {lacking}")
-    full = create_model(**ckpt["model_args"])
-    full.load_state_dict(ckpt["model"])
-    return full.select(protocols)
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _nme_of(model, datasets: dict, cfg: Config, device) -> dict[str, float]:
@@ -113,35 +82,6 @@ def _progress(total: int, epoch: int, epochs: int, *, enabled: bool):
 
 
 @dataclass
-class _Run:
-    """What one run holds from setup to the end: data, network, optimiser and the schedules."""
-
-    cfg: Config
-    out: Path
-    dist: DistInfo
-    device: torch.device
-    model: torch.nn.Module
-    net: torch.nn.Module  # the module forward runs on (DDP around ``model`` with several ranks)
-    protocols: dict[str, Protocol]  # one head per protocol, in head order
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-    loader: torch.utils.data.DataLoader
-    sampler: object
-    mixed: object
-    val_sets: dict
-    loss_fn: Callable
-    lr_of: Callable[[int], float]
-    tau_of: Callable[[int], float]
-    steps_per_epoch: int
-    total_steps: int
-    warmup_steps: int
-    amp_dtype: torch.dtype | None
-    channels_last: bool
-    brute_force: bool
-    skipped: dict  # faces left out by the pre-flight check: {role: {dataset: {cause: count}}}
-
-
-@dataclass
 class _Position:
     """Where the run stands: ``skip`` batches of ``epoch`` are done (a resumed mid-epoch checkpoint)."""
 
@@ -152,75 +92,7 @@ class _Position:
     rng: dict | None = None  # the state to continue from once the ``skip`` replayed draws are done
 
 
-def _write_config(cfg: Config, out: Path, dist: DistInfo) -> None:
-    if not dist.is_main:
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    text = format_config(cfg)
-    atomic_write_text(out / "config.toml", text)
-    if cfg.train.progress:
-        print(f"# resolved config (also in {out / 'config.toml'})\n{text}")
-
-
-def _setup(cfg: Config, out: Path, dist: DistInfo) -> _Run:
-    """Pre-flight check, datasets, loader, network, optimiser, AMP and the LR / tau schedules."""
-    from ..models import create_model
-    from ..nn import BruteForceSepBN2d
-
-    tc, sc = cfg.train, cfg.schedule
-    device = resolve_device(tc.device)
-    size = cfg.model.input_size
-    checked = preflight(cfg, out, dist)
-    train_sets = build_datasets(cfg.data, cfg.data.train, train=True, image_size=size, seed=tc.seed,
-                                records=checked.records["train"])
-    val_sets = (build_datasets(cfg.data, cfg.data.val, train=False, image_size=size, records=checked.records["val"])
-                if dist.is_main else {})
-    loader, sampler, mixed = train_loader(
-        train_sets, batch_size=tc.batch_size, epoch_size=cfg.data.epoch_size, workers=cfg.data.workers,
-        seed=tc.seed, rank=dist.rank, world_size=dist.world_size, pin_memory=device.type == "cuda",
-    )
-    protocols = {p: next(d.protocol for d in train_sets.values() if d.protocol.name == p) for p in mixed.protocols}
-    if tc.init_from:
-        model = init_from_checkpoint(tc.init_from, list(protocols))
-        if dist.is_main and tc.progress:
-            print(f"initialised from {tc.init_from} (its architecture; heads kept: {list(protocols)})")
-    else:
-        model = create_model(
-            cfg.model.arch, list(protocols.values()), norm=cfg.model.norm, norm_kwargs=dict(cfg.model.norm_kwargs) or None,
-            placement=cfg.model.placement, width=cfg.model.width, input_size=size,
-            pretrained=cfg.model.pretrained, adapter=cfg.model.adapter,
-        )
-    channels_last = tc.channels_last and device.type == "cuda"
-    model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-    # every learning rate is for optim.lr_reference_batch faces; the effective batch is batch_size * world_size
-    optim_cfg, lr_factor = scaled_optim(cfg.optim, tc.batch_size, dist.world_size)
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.amp) if device.type == "cuda" else None
-    if tc.loss == "wing":
-        def loss_fn(p, t):
-            return wing_loss(p, t, w=tc.wing_w, epsilon=tc.wing_epsilon, image_size=size)
-    else:
-        loss_fn = l1_loss
-    steps_per_epoch = len(loader)
-    total_steps, warmup_steps = sc.epochs * steps_per_epoch, sc.warmup_epochs * steps_per_epoch
-
-    def lr_of(step: int) -> float:
-        return lr_at(step, total_steps=total_steps, warmup_steps=warmup_steps, max_lr=optim_cfg.lr,
-                     min_lr=sc.min_lr * lr_factor)
-
-    def tau_of(epoch: int) -> float:
-        return tau_at(epoch, start=sc.tau_start, end=sc.tau_end, epochs=sc.tau_epochs)
-
-    return _Run(
-        cfg=cfg, out=out, dist=dist, device=device, model=model, net=model, protocols=protocols,
-        optimizer=build_optimizer(model, optim_cfg), scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
-        loader=loader, sampler=sampler, mixed=mixed, val_sets=val_sets, loss_fn=loss_fn, lr_of=lr_of, tau_of=tau_of,
-        steps_per_epoch=steps_per_epoch, total_steps=total_steps, warmup_steps=warmup_steps, amp_dtype=amp_dtype,
-        channels_last=channels_last, brute_force=any(isinstance(m, BruteForceSepBN2d) for m in model.modules()),
-        skipped=checked.skipped_counts(),
-    )
-
-
-def _resume(run: _Run, resume: bool | str | Path) -> _Position:
+def _resume(run: Run, resume: bool | str | Path) -> _Position:
     """Model, optimiser, scaler, position and RNG states of a checkpoint (``True``: ``out/last.pt``)."""
     path = Path(resume) if not isinstance(resume, bool) else run.out / "last.pt"
     ckpt = load_checkpoint(path, map_location=run.device)
@@ -240,7 +112,7 @@ def _resume(run: _Run, resume: bool | str | Path) -> _Position:
     return pos
 
 
-def _save(run: _Run, pos: _Position, epoch: int, batch_in_epoch: int, epoch_rng: dict, metrics: dict,
+def _save(run: Run, pos: _Position, epoch: int, batch_in_epoch: int, epoch_rng: dict, metrics: dict,
           tau: float, name: str = "last.pt") -> None:
     """Write a training checkpoint (rank 0); a failed write (a full disk) stops the run, previous file intact."""
     state = {
@@ -263,7 +135,7 @@ def _save(run: _Run, pos: _Position, epoch: int, batch_in_epoch: int, epoch_rng:
         raise checkpoint_write_failed(path, e, state_bytes(state)) from e
 
 
-def _export(run: _Run, folder: str, metrics: dict, epoch: int, step: int, tau: float) -> None:
+def _export(run: Run, folder: str, metrics: dict, epoch: int, step: int, tau: float) -> None:
     """Deployment weights (safetensors + config.json) into ``out/folder``."""
     state = run.model.state_dict()
     try:
@@ -290,7 +162,7 @@ def _batches(loader):
         yield batch
 
 
-def _train_step(run: _Run, batch: dict, step: int, tau: float) -> tuple[float, dict, dict]:
+def _train_step(run: Run, batch: dict, step: int, tau: float) -> tuple[float, dict, dict]:
     """One optimiser step on ``batch``: ``(loss, branch losses, branch weights)``."""
     from ..nn import domains
 
@@ -324,7 +196,7 @@ def _train_step(run: _Run, batch: dict, step: int, tau: float) -> tuple[float, d
     return loss_value, losses, weights
 
 
-def _epoch(run: _Run, pos: _Position, epoch: int, stop: StopSignals, clock: SaveClock, logger,
+def _epoch(run: Run, pos: _Position, epoch: int, stop: StopSignals, clock: SaveClock, logger,
            result: TrainResult) -> str | None:
     """Train one epoch (from batch ``pos.skip``), validate and checkpoint it. Returns why the run must
     stop now ("max_steps", or the stop signal's name) or None."""
@@ -389,7 +261,7 @@ def _epoch(run: _Run, pos: _Position, epoch: int, stop: StopSignals, clock: Save
     return halt
 
 
-def _validate(run: _Run, pos: _Position, epoch: int, done_epochs: int, epoch_rng: dict, tau: float, logger,
+def _validate(run: Run, pos: _Position, epoch: int, done_epochs: int, epoch_rng: dict, tau: float, logger,
               result: TrainResult) -> dict:
     """NME on every validation set (rank 0); ``best.pt`` and ``best/`` when the mean improves."""
     metrics = _nme_of(run.model, run.val_sets, run.cfg, run.device)
@@ -419,9 +291,9 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool | str | Path = False
 
     dist = dist or DistInfo()
     out = Path(out_dir)
-    _write_config(cfg, out, dist)
-    _seed_everything(cfg.train.seed)
-    run = _setup(cfg, out, dist)
+    write_config(cfg, out, dist)
+    seed_everything(cfg.train.seed)
+    run = setup(cfg, out, dist)
     pos = _resume(run, resume) if resume else _Position()
     run.net = dist.wrap(run.model)
     logger = RunLogger(out, enabled=dist.is_main, tensorboard=cfg.train.tensorboard,
