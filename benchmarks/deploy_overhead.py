@@ -8,7 +8,8 @@ prints the ratio of medians:
 - inference, eager PyTorch: both models through ``sepbn.nn.fuse_for_inference`` (BN folded into the
   convolutions; SepBN's normalisation folded, its per-sample mixed affine left), 1 and 2 threads, batch 1, 32;
 - inference, ONNX Runtime (CPU provider, graph optimisation on): the folded models exported with
-  ``sepbn.inference.export.export_onnx``, intra-op threads 1 and 2, batch 1, 32;
+  ``sepbn.inference.export.export_onnx``, intra-op threads 1 and 2, batch 1, 32 (thread spinning off, so the
+  idle session of one variant does not compete with the other on a small machine);
 - train step, eager: forward + backward + SGD step of the unfolded model in train mode, batch 16, 2 threads;
 - with ``--device cuda`` and a GPU: eager folded inference (batch 1, 32) and the train step on the GPU.
 
@@ -162,6 +163,8 @@ class Net:
             if (key, threads) not in self.sessions:
                 options = ort.SessionOptions()
                 options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+                # idle pool threads of one session must not spin while the other variant's session runs
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 self.sessions[key, threads] = ort.InferenceSession(str(self.onnx[key]), options,
                                                                    providers=["CPUExecutionProvider"])
             session = self.sessions[key, threads]

@@ -19,7 +19,9 @@ is no single normalisation a convolution could emit; it becomes a `MixedAffine2d
 BruteForceSepBN2d: the branch is picked at run time by the domain label, so nothing goes into the convolution
 either; the K branches become K folded (scale, shift) rows of a `RoutedAffine2d` (one pass, routed by label).
 
-"Followed by" is decided on a torch.fx trace (norm layers as leaves): a fold happens only when the Conv2d
+"Followed by" is decided on a torch.fx trace (norm layers as leaves) of each module whose forward takes one
+argument (a module with more, such as LandmarkNet's ``forward(x, protocols)``, is not traced as a whole: another
+argument value could use its layers differently; its children are): a fold happens only when the Conv2d
 (exactly ``nn.Conv2d``) is called once, its output has exactly one user, that user is the norm layer (called
 once, with that output alone), neither module's parameters are read elsewhere, and neither module is shared
 under two names. A module whose forward cannot be traced is not fused as a whole; its children are traced
@@ -218,11 +220,14 @@ class _Tracer(torch.fx.Tracer):
         return isinstance(m, (*_FAMILY, MixedAffine2d, RoutedAffine2d)) or super().is_leaf_module(m, qualname)
 
 
-def _concrete_args(module: nn.Module) -> dict:
-    """Defaults of every forward argument after the first, as constants (e.g. LandmarkNet's protocols=None)."""
-    params = list(inspect.signature(module.forward).parameters.values())[1:]
-    return {p.name: p.default for p in params
-            if p.default is not inspect.Parameter.empty and p.kind is not p.VAR_KEYWORD}
+def _one_input(module: nn.Module) -> bool:
+    """forward takes exactly one argument: a trace of it covers every call (no argument could take it down
+    another path, as LandmarkNet's ``protocols`` or a user's ``raw=True`` could)."""
+    try:
+        params = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    return len(params) == 1 and params[0].kind in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD)
 
 
 def _pairs_in_graph(graph: torch.fx.Graph, root: nn.Module) -> list[tuple[str, str]]:
@@ -251,9 +256,13 @@ def _conv_norm_pairs(module: nn.Module, prefix: str = "") -> list[tuple[str, str
     """Qualified (conv, norm) names where the norm consumes the conv's output and nothing else does."""
     if not any(True for _ in module.children()) or isinstance(module, _FAMILY):
         return []
-    try:
-        graph = _Tracer().trace(module, concrete_args=_concrete_args(module))
-    except Exception:  # any forward fx cannot trace (data-dependent control flow, ...): try each child
+    graph = None
+    if _one_input(module):
+        try:
+            graph = _Tracer().trace(module)
+        except Exception:  # any forward fx cannot trace (data-dependent control flow, ...): try each child
+            graph = None
+    if graph is None:
         return [p for name, child in module.named_children() for p in _conv_norm_pairs(child, f"{prefix}{name}.")]
     return [(prefix + a, prefix + b) for a, b in _pairs_in_graph(graph, module)]
 

@@ -113,13 +113,13 @@ class Branchy(nn.Module):
         self.t_norm = nn.BatchNorm2d(8)
         self.tail = nn.Sequential(nn.Conv2d(8, 4, 3), SepBatchNorm2d(4, 2, 2, 2))
 
-    def forward(self, x, scale: float = 1.0):
+    def forward(self, x):
         x = self.stem(self.pre(x))
         y = self.a(x)
         x = self.a_norm(y) + y  # y used twice
         x = self.s_norm(self.shared(x)) + self.shared(x)  # conv called twice
         x = self.t_norm(self.t(x)) * self.t.weight.mean()  # weight read elsewhere
-        return self.tail(x) * scale
+        return self.tail(x)
 
 
 def test_user_network_folds_only_sound_pairs():
@@ -131,16 +131,38 @@ def test_user_network_folds_only_sound_pairs():
     assert type(fused.s_norm) is nn.BatchNorm2d and type(fused.t_norm) is nn.BatchNorm2d
     assert isinstance(fused.stem[1], FoldedAway) and isinstance(fused.tail[1], MixedAffine2d)
     x = torch.randn(2, 3, 8, 8)
-    assert_same(fused(x, 2.0), net(x, 2.0))
+    assert_same(fused(x), net(x))
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in original.items())  # the original is untouched
     assert not any(isinstance(m, (FoldedAway, MixedAffine2d)) for m in net.modules())
 
 
 class Untraceable(Branchy):
-    def forward(self, x, scale: float = 1.0):
+    def forward(self, x):
         if x.sum() > 0:  # data-dependent: fx cannot trace this forward
             x = -x
-        return super().forward(x, scale)
+        return super().forward(x)
+
+
+class TwoWays(nn.Module):
+    """A second forward argument decides whether the conv's raw output escapes: never traced as a whole."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)
+        self.block = nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4))
+
+    def forward(self, x, raw: bool = False):
+        y = self.conv(x)
+        return y if raw else self.block(self.bn(y))
+
+
+def test_forward_with_more_arguments_is_not_traced_as_a_whole():
+    net = randomize(TwoWays())
+    fused = fuse_for_inference(net)
+    assert type(fused.bn) is nn.BatchNorm2d and isinstance(fused.block[1], FoldedAway)
+    x = torch.randn(2, 3, 5, 5)
+    assert_same(fused(x, raw=True), net(x, raw=True))
+    assert_same(fused(x), net(x))
 
 
 def test_untraceable_forward_falls_back_to_children():
