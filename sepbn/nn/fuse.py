@@ -8,8 +8,9 @@ b' = (b - mu) * s), which then emits x_hat. The per-sample mapping of eq. (6)-(7
 y = gamma_hat[n, c] * x_hat + beta_hat[n, c], is the only pass left (`MixedAffine2d`). The attention must
 see what it saw before, x = sigma * x_hat + mu. With sigma > 0 per channel the adaptive max-pool commutes
 with that map (and the SE attention's mean is linear), so the attention's first linear map absorbs it:
-    grouped:  reduce.weight'[g, c] = reduce.weight[g, c] * sigma[c],  reduce.bias' = reduce.bias + reduce.weight @ mu
-    SE:       squeeze.weight'[h, c] = squeeze.weight[h, c] * sigma[c], squeeze.bias' = squeeze.bias + squeeze.weight @ mu
+    grouped:  reduce.weight'[g, c] = reduce.weight[g, c] * sigma[c],   reduce.bias' = reduce.bias + reduce.weight @ mu
+    SE:      squeeze.weight'[h, c] = squeeze.weight[h, c] * sigma[c], squeeze.bias' = squeeze.bias + squeeze.weight @ mu
+(the first line for the grouped attention's 1x1 conv, the second for the SE attention's squeeze Linear)
 A SepBatchNorm2d with no foldable convolution before it becomes a `MixedAffine2d` over its raw input: the
 K sets (gamma_k / sigma, beta_k - mu * gamma_k / sigma) mixed by the unchanged attention (pi is linear).
 
