@@ -44,6 +44,8 @@ def _seeds_cell(info: dict, total: int) -> str:
     extra = []
     if info["failed"]:
         extra.append(f"{len(info['failed'])} failed")
+    if info.get("unfinished"):
+        extra.append(f"{len(info['unfinished'])} unfinished")
     if info["missing"]:
         extra.append(f"{len(info['missing'])} missing")
     return f"{len(info['done'])}/{total}" + (f" ({', '.join(extra)})" if extra else "")
@@ -77,8 +79,8 @@ def format_markdown(table: dict) -> str:
             cells = [v, _seeds_cell(info, total), *[_mean_sd(row.get(k)) for k in keys], *diff,
                      _minutes(info["train_seconds"])]
             lines.append("| " + " | ".join(cells) + " |")
-        domains = sorted({d for row in entry["variants"].values() for d in row["domains"]},
-                         key=lambda d: (d.startswith("subset "), d))
+        seen = [d for row in entry["variants"].values() for d in row["domains"]]  # evaluation order
+        domains = sorted(dict.fromkeys(seen), key=lambda d: d.startswith("subset "))
         if domains:
             lines += ["", f"Per sub-domain / subset, NME % ({ds}):", "",
                       f"| sub-domain | faces | variant | NME % | Δ vs {base} (95 % CI) | p (t) | p (W) |",
@@ -97,9 +99,12 @@ def format_markdown(table: dict) -> str:
         lines += ["Failed runs:", ""]
         lines += [f"- {v}/seed{s}: {e['step']}: {e['error']} (log: {e['log']})" for v, s, e in problems]
         lines.append("")
+    unfinished = [f"{v}/seed{s}" for v, info in table["variants"].items() for s in info.get("unfinished", [])]
+    if unfinished:
+        lines += [f"Started, not finished (running, interrupted or killed): {', '.join(unfinished)}", ""]
     missing = [f"{v}/seed{s}" for v, info in table["variants"].items() for s in info["missing"]]
     if missing:
-        lines += [f"Not run yet: {', '.join(missing)}", ""]
+        lines += [f"Not started yet: {', '.join(missing)}", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

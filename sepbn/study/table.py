@@ -31,7 +31,11 @@ def metric_keys(thresholds) -> list[str]:
 
 
 def collect_runs(out: str | Path) -> tuple[dict, dict]:
-    """``(study, runs)``: the saved study and ``runs[variant][seed]`` = status, folder, result or error."""
+    """``(study, runs)``: the saved study and ``runs[variant][seed]`` = status, folder, result or error.
+
+    Status: "done" (result.json), "failed" (error.json), "unfinished" (started: running, interrupted
+    or killed) or "missing" (never started).
+    """
     out = Path(out)
     path = out / "study.json"
     if not path.is_file():
@@ -47,6 +51,8 @@ def collect_runs(out: str | Path) -> tuple[dict, dict]:
                 entry.update(status="done", result=json.loads((folder / "result.json").read_text()))
             elif (folder / "error.json").is_file():
                 entry.update(status="failed", error=json.loads((folder / "error.json").read_text()))
+            elif (folder / "run.json").is_file():  # started: running now, interrupted, or stopped by a kill
+                entry.update(status="unfinished")
             runs[v["name"]][seed] = entry
     return study, runs
 
@@ -150,6 +156,7 @@ def build_table(out: str | Path, baseline: str | None = None) -> dict:
         table["variants"][v] = {
             "done": [s for s, r in rs.items() if r["status"] == "done"],
             "failed": {str(s): r["error"] for s, r in rs.items() if r["status"] == "failed"},
+            "unfinished": [s for s, r in rs.items() if r["status"] == "unfinished"],
             "missing": [s for s, r in rs.items() if r["status"] == "missing"],
             "train_seconds": {"wall": {"mean": wall[0], "sd": wall[1]}, "cpu": {"mean": cpu[0], "sd": cpu[1]}},
         }

@@ -50,6 +50,7 @@ def study_dir(tmp_path):
         _run(tmp_path, "bn", s, BN + 0.01 * s)
         _run(tmp_path, "sep", s, BN + 0.01 * s - 1e-3 * (np.arange(1, 5) + 4 * s))
     _run(tmp_path, "bad", 0, BN)
+    (tmp_path / "sep" / "seed9").mkdir()  # not a seed of the study: ignored
     (tmp_path / "bad" / "seed1").mkdir()
     (tmp_path / "bad" / "seed1" / "error.json").write_text(json.dumps(
         {"step": "train", "exit_code": 1, "log": "x/train.log", "error": "ValueError: boom"}))
@@ -90,8 +91,14 @@ def test_missing_and_failed_runs_are_shown(study_dir):
     assert row["n"] == 1 and row["nme"]["sd"] is None and row["vs_baseline"]["nme"]["p"] is None
     text = format_markdown(table)
     assert "| bad | 1/3 (1 failed, 1 missing) |" in text
-    assert "bad/seed1: train: ValueError: boom (log: x/train.log)" in text and "Not run yet: bad/seed2" in text
+    assert "bad/seed1: train: ValueError: boom (log: x/train.log)" in text and "Not started yet: bad/seed2" in text
     assert "| sep | 3/3 |" in text and "-0.65 (" in text
+    assert text.index("| a | 2 | bn |") < text.index("| b | 2 | bn |") < text.index("| subset pose | 2 | bn |")
+    (study_dir / "bad" / "seed2").mkdir()
+    (study_dir / "bad" / "seed2" / "run.json").write_text("{}")  # started, then killed
+    text = format_markdown(build_table(study_dir))
+    assert "| bad | 1/3 (1 failed, 1 unfinished) |" in text
+    assert "not finished (running, interrupted or killed): bad/seed2" in text
 
 
 def test_write_table_files_and_verdicts(study_dir):
