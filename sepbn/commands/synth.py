@@ -48,15 +48,17 @@ def _save_small_png(rgb, path: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from sepbn.data.protocols import get_protocol
     from sepbn.data.synth import DEFAULT_DOMAINS, contact_sheet, generate, parse_domains
-
     from sepbn.errors import UsageError
 
     if args.num < 0:
         raise UsageError(f"--num must be >= 0, got {args.num}")
     if args.size < 32:
         raise UsageError(f"--size must be >= 32, got {args.size}")
-    protocols = [get_protocol(p).name for p in _protocols(args.protocol)]
-    domains = parse_domains(args.domains) if args.domains else DEFAULT_DOMAINS
+    try:  # a bad --protocol or --domains is a usage error (exit 2), as argparse's own
+        protocols = [get_protocol(p).name for p in _protocols(args.protocol)]
+        domains = parse_domains(args.domains) if args.domains else DEFAULT_DOMAINS
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     out = Path(args.out)
     if args.num > 0:
         summary = generate(out, protocols, args.num, seed=args.seed, domains=domains, size=args.size,

@@ -97,7 +97,7 @@ def entropy(pi: np.ndarray) -> np.ndarray:
     """
     p = np.asarray(pi, dtype=np.float64)
     logp = np.log(np.where(p > 0, p, 1.0))
-    return -(p * logp).sum(axis=-1)
+    return 0.0 - (p * logp).sum(axis=-1)  # 0.0 - x, not -x: no -0.0 for a one-hot row
 
 
 def _stats(pi: np.ndarray) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""benchmarks/real_splits.py and benchmarks/dlib_peer.py on tiny fake faces (dlib itself only where installed)."""
+"""benchmarks/real_splits.py and benchmarks/dlib_peer.py on tiny fake faces (dlib from the dev extra)."""
 
 import importlib.util
 import json
@@ -70,7 +70,6 @@ def test_face_box_is_the_record_box_or_sepbns_enlarged_square(monkeypatch):
 
 
 def test_dlib_trains_and_predicts_on_the_split(tiny_faces, tmp_path, monkeypatch):
-    pytest.importorskip("dlib")  # benchmark-only dependency (dlib-bin), not installed by sepbn's extras
     peer = load("dlib_peer", monkeypatch)
     fake_split(tiny_faces, tmp_path / "splits")
     tiny = {"cascade_depth": 2, "num_trees_per_cascade_level": 5, "oversampling_amount": 2}
