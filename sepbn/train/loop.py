@@ -150,16 +150,26 @@ def _export(run: Run, folder: str, metrics: dict, epoch: int, step: int, tau: fl
 
 
 def _batches(loader):
-    """The loader's batches; an image that fails to load in a worker process is reported as one line."""
+    """The loader's batches; an image that fails to load in a worker process is reported as one line.
+
+    Closing the generator (or an error) shuts the worker processes down at once: they ignore SIGTERM
+    (`ignore_stop_signals`), so a worker left to the garbage collector would block multiprocessing's
+    exit handler, which terminates and joins them, forever.
+    """
     it = iter(loader)
-    while True:
-        try:
-            batch = next(it)
-        except StopIteration:
-            return
-        except ImageReadError as e:  # a worker re-raises it with its traceback in the message
-            raise ImageReadError(str(e).strip().splitlines()[-1].split("ImageReadError: ")[-1]) from None
-        yield batch
+    try:
+        while True:
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            except ImageReadError as e:  # a worker re-raises it with its traceback in the message
+                raise ImageReadError(str(e).strip().splitlines()[-1].split("ImageReadError: ")[-1]) from None
+            yield batch
+    finally:
+        shutdown = getattr(it, "_shutdown_workers", None)  # multi-process iterators only
+        if shutdown is not None:
+            shutdown()
 
 
 def _train_step(run: Run, batch: dict, step: int, tau: float) -> tuple[float, dict, dict]:
@@ -212,35 +222,36 @@ def _epoch(run: Run, pos: _Position, epoch: int, stop: StopSignals, clock: SaveC
     bar = _progress(run.steps_per_epoch, epoch, cfg.schedule.epochs, enabled=dist.is_main and tc.progress)
     bar.update(pos.skip)
     t0, seen, batch_in_epoch, halt = time.perf_counter(), 0, 0, None
-    for batch_in_epoch, batch in enumerate(_batches(run.loader)):
-        if batch_in_epoch < pos.skip:
-            continue  # replayed draws of an interrupted epoch
-        if pos.skip:
-            set_rng_state(pos.rng)
-            pos.skip = 0
-        lr = run.lr_of(pos.step)
-        loss_value, losses, weights = _train_step(run, batch, pos.step, tau)
-        pos.step += 1
-        seen += batch["image"].shape[0]
-        result.losses.append(loss_value)
-        ips = seen * dist.world_size / max(time.perf_counter() - t0, 1e-9)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", tau=f"{tau:.1f}", img_s=f"{ips:.0f}")
-        if pos.step % tc.log_every == 0:
-            logger.log("train", {
-                "step": pos.step, "epoch": epoch,  # losses over the global batch (all ranks)
-                **dist.global_losses(loss_value, losses, weights, list(run.protocols), run.device),
-                "lr": lr, "tau": tau, "images_per_s": ips,
-            }, pos.step)
-        if tc.max_steps is not None and pos.step >= tc.max_steps:
-            halt = "max_steps"
-        else:
-            halt = stop.agreed(dist, run.device)  # every rank stops at the same step
-        if halt:
-            break
-        if dist.is_main and clock.due() and batch_in_epoch + 1 < run.steps_per_epoch:
-            _save(run, pos, epoch, batch_in_epoch + 1, epoch_rng, {}, tau)  # bounded loss on a kill -9
-            clock.reset()
+    with contextlib.closing(_batches(run.loader)) as batches:  # an error mid-epoch stops the workers too
+        for batch_in_epoch, batch in enumerate(batches):
+            if batch_in_epoch < pos.skip:
+                continue  # replayed draws of an interrupted epoch
+            if pos.skip:
+                set_rng_state(pos.rng)
+                pos.skip = 0
+            lr = run.lr_of(pos.step)
+            loss_value, losses, weights = _train_step(run, batch, pos.step, tau)
+            pos.step += 1
+            seen += batch["image"].shape[0]
+            result.losses.append(loss_value)
+            ips = seen * dist.world_size / max(time.perf_counter() - t0, 1e-9)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", tau=f"{tau:.1f}", img_s=f"{ips:.0f}")
+            if pos.step % tc.log_every == 0:
+                logger.log("train", {
+                    "step": pos.step, "epoch": epoch,  # losses over the global batch (all ranks)
+                    **dist.global_losses(loss_value, losses, weights, list(run.protocols), run.device),
+                    "lr": lr, "tau": tau, "images_per_s": ips,
+                }, pos.step)
+            if tc.max_steps is not None and pos.step >= tc.max_steps:
+                halt = "max_steps"
+            else:
+                halt = stop.agreed(dist, run.device)  # every rank stops at the same step
+            if halt:
+                break
+            if dist.is_main and clock.due() and batch_in_epoch + 1 < run.steps_per_epoch:
+                _save(run, pos, epoch, batch_in_epoch + 1, epoch_rng, {}, tau)  # bounded loss on a kill -9
+                clock.reset()
     bar.close()
     finished = halt is None or batch_in_epoch + 1 == run.steps_per_epoch
     done_epochs = epoch + 1 if finished else epoch

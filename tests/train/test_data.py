@@ -1,6 +1,7 @@
 """sepbn.train.data: configured datasets — user-defined protocols, cache folders per role."""
 
 import json
+import multiprocessing
 
 import cv2
 import numpy as np
@@ -151,3 +152,5 @@ def test_an_image_broken_during_training_stops_with_one_line(tri_faces, tmp_path
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith(f"sepbn train: {tri_faces}/") and \
         err.endswith(".png: cannot decode image (17 bytes)"), err
+    # no worker left behind: they ignore SIGTERM, so one left alive would hang the interpreter's exit
+    assert multiprocessing.active_children() == []
