@@ -112,7 +112,8 @@ def _run(args: argparse.Namespace) -> int:
     for v, e in broken.items():
         print(f"variant {v}: config does not resolve, its runs are not started: {e}", file=sys.stderr)
     total = len(jobs)
-    print(f"study {study.name}: {total} runs ({len(study.variants)} variants x {len(study.seeds)} seeds) in {out}; "
+    n_variants = len({j.variant for j in jobs})  # --only may select a few
+    print(f"study {study.name}: {total} runs ({n_variants} variants x {len(study.seeds)} seeds) in {out}; "
           f"{jobs_n} at a time, {threads} threads each" + (f", devices {devices}" if devices else "")
           + f", executor {args.executor}", flush=True)
     count = [len(failed)]
