@@ -48,3 +48,4 @@ def write_tiny_faces(root, *, n: int = 12, size: int = 64, seed: int = 0) -> dic
 def tiny_faces(tmp_path_factory):
     """{protocol: path of a generic CSV} for 300w68 and 5pt (12 faces each)."""
     return write_tiny_faces(tmp_path_factory.mktemp("tiny_faces"))
+

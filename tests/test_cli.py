@@ -3,32 +3,12 @@
 import json
 
 from sepbn.cli import main
+from tinycfg import tiny_config
 
 
 def _config(tmp_path, faces):
-    text = f"""
-name = "cli-tiny"
-[model]
-norm = "sepbn"
-width = 0.0625
-input_size = 64
-[[data.train]]
-fmt = "csv"
-source = "{faces['5pt']}"
-protocol = "5pt"
-[[data.val]]
-fmt = "csv"
-source = "{faces['5pt']}"
-protocol = "5pt"
-name = "val5"
-[schedule]
-epochs = 2
-warmup_epochs = 1
-tau_epochs = 2
-[train]
-batch_size = 4
-progress = false
-"""
+    text = tiny_config(faces, name="cli-tiny", norm="sepbn", val_name="val5", epochs=2, warmup_epochs=1, tau_epochs=2,
+                       progress=False)
     path = tmp_path / "tiny.toml"
     path.write_text(text)
     return path

@@ -15,30 +15,11 @@ import numpy as np
 from sepbn.checkpoint import load_checkpoint
 from sepbn.cli import main
 from sepbn.study.evaluate_run import load_errors
+from tinycfg import tiny_config
 
 
 def _study(tmp_path, faces, variants: str, seeds: str = "[0, 1]", baseline: str = "bn"):
-    (tmp_path / "base.toml").write_text(f"""
-name = "tiny"
-[model]
-width = 0.0625
-input_size = 64
-[[data.train]]
-fmt = "csv"
-source = "{faces['5pt']}"
-protocol = "5pt"
-[[data.val]]
-fmt = "csv"
-source = "{faces['5pt']}"
-protocol = "5pt"
-name = "val"
-[schedule]
-epochs = 1
-warmup_epochs = 0
-tau_epochs = 1
-[train]
-batch_size = 4
-""")
+    (tmp_path / "base.toml").write_text(tiny_config(faces))
     path = tmp_path / "study.toml"
     path.write_text(f'name = "tiny"\nbase = "base.toml"\nseeds = {seeds}\nbaseline = "{baseline}"\n'
                     f'[eval]\nfr_thresholds = [0.08, 0.10]\n{variants}')
