@@ -240,14 +240,14 @@ def markdown(cells: list[Cell], info: dict, bandwidths: dict) -> str:
              "Ratios: SepBN / BN medians of interleaved calls in this run; inference models folded "
              "(fuse_for_inference); floor = extra bytes / bandwidth.", "",
              "| network | mode | device | threads | batch | BN ms | SepBN ms | SepBN/BN | target | met | extra ms "
-             "| extra MB | floor ms | floor ratio | repeats |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| extra MB | floor ms | floor ratio | gap to floor | repeats |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in cells:
         met = "yes" if c.ratio <= c.target else "no"
         threads = c.threads if c.device == "cpu" else "-"
         lines.append(f"| {c.net} | {c.mode} | {c.device} | {threads} | {c.batch} | {c.bn_ms:.2f} | {c.sepbn_ms:.2f} "
                      f"| {c.ratio:.3f} | {c.target:.2f} | {met} | {c.sepbn_ms - c.bn_ms:.2f} | {c.extra_mb:.1f} "
-                     f"| {c.floor_ms:.2f} | {c.floor_ratio:.3f} | {c.repeats} |")
+                     f"| {c.floor_ms:.2f} | {c.floor_ratio:.3f} | {c.ratio - c.floor_ratio:+.3f} | {c.repeats} |")
     return "\n".join(lines)
 
 
