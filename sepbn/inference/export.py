@@ -156,6 +156,8 @@ def export_torchscript(module: nn.Module, path: str | Path, input_size: int) -> 
     module = module.eval()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, still asked for
+        # the attention's pooling windows follow H and W, which the model's input size fixes; batch stays free
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"sepbn\.nn\.attention")
         traced = torch.jit.trace(module, _example(input_size), check_trace=False)
     with atomic_path(path) as tmp:
         traced.save(str(tmp))
