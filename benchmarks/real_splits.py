@@ -8,6 +8,11 @@ are held out (never trained on); the rest are the training faces:
 - ``300w``: the 1,207 300-W faces (AFW + HELEN train, 68 points) -> 1,026 train / 181 val;
 - ``mtfl``: MTFL's 10,000 training faces (5 points; only its training split is held here) -> 8,500 / 1,500.
 
+Recipes are chosen on a *tuning* split of the training faces only (issue 17): the training faces are
+permuted again (seed 1) and 15 % of them become ``{name}_tune.csv``, the rest ``{name}_fit.csv``
+(300-W: 872 fit / 154 tune; MTFL: 7,225 / 1,275). The held-out ``val`` faces are scored once, by
+the final recipe.
+
 Each part is written as a generic CSV annotation list (``sepbn.data.formats``, ``fmt = "csv"``) that
 references the original images by absolute path (``images = "/"``); nothing is copied. The boxes are
 the ones the readers give: 300-W's tight landmark box, MTFL's square of 2x the 5-point box's longer
@@ -35,6 +40,8 @@ DATASETS = {
 }
 VAL_FRACTION = 0.15
 SEED = 0
+TUNE_SEED = 1  # the tuning split of the training faces: fit / tune
+TUNE_PARTS = {"train": "fit", "val": "tune"}
 
 
 def read_dataset(name: str, data: Path) -> list:
@@ -59,7 +66,7 @@ def split_indices(n: int, val_fraction: float = VAL_FRACTION, seed: int = SEED,
 
 def write_split(name: str, data: Path, out: Path, val_fraction: float = VAL_FRACTION, seed: int = SEED,
                 limit: int | None = None) -> dict[str, Path]:
-    """Write ``out/{name}_train.csv`` and ``out/{name}_val.csv``; returns their paths by part."""
+    """Write ``out/{name}_{train,val,fit,tune}.csv``; returns their paths by part (fit + tune = train)."""
     records = read_dataset(name, data)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -67,6 +74,10 @@ def write_split(name: str, data: Path, out: Path, val_fraction: float = VAL_FRAC
     for part, idx in split_indices(len(records), val_fraction, seed, limit).items():
         paths[part] = out / f"{name}_{part}.csv"
         write_records("csv", [records[i] for i in idx], paths[part], images=Path("/"))
+    train = split_indices(len(records), val_fraction, seed, limit)["train"]
+    for part, sub in split_indices(len(train), val_fraction, TUNE_SEED).items():
+        paths[TUNE_PARTS[part]] = out / f"{name}_{TUNE_PARTS[part]}.csv"
+        write_records("csv", [records[i] for i in train[sub]], paths[TUNE_PARTS[part]], images=Path("/"))
     return paths
 
 
