@@ -29,6 +29,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--branch", default=None, metavar="best|label|K",
                         help="brute-force SepBN networks: keep each face's best branch (default, the paper's "
                              "test), route by its domain label, or use branch K for every face")
+    parser.add_argument("--flip", action="store_true",
+                        help="average each face's prediction with the one on its mirror image (2x the cost)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
@@ -103,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     for name, (key, ds) in zip(dataset_names(entries), datasets.items()):
         ced = args.ced if args.ced and len(datasets) == 1 else (f"{args.ced}.{name}.png" if args.ced else None)
         res = evaluate(model, ds, normalizer=args.normalizer, batch_size=args.batch_size, device=device,
-                       ced_path=ced, name=name, branch=args.branch)
+                       ced_path=ced, name=name, branch=args.branch, flip=args.flip)
         results.append(res.summary)
     print(format_results(results))
     if args.json:

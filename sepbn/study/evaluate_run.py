@@ -6,7 +6,8 @@ The run's last stage folder holds the resolved training config (``config.toml``)
 directory the study was started in).
 
 ``result.json``: variant, seed, weights, train seconds (wall and CPU, summed over the stages and
-over resumed attempts), one summary per evaluation set (``sepbn.evaluation.evaluate``: NME, FR
+over resumed attempts), one summary per evaluation set (and per set again with flip averaging,
+named ``<set>+flip``, when the study's ``eval.flip`` is true) (``sepbn.evaluation.evaluate``: NME, FR
 and AUC at every threshold, per sub-domain NME). ``errors.npz``: per set ``<name>:errors``
 (per-face NME), ``<name>:face_ids`` (index of the face in the set) and ``<name>:domains``
 (sub-domain id, -1 unknown), ``<name>:domain_labels`` (its name) and, on WFLW, ``<name>:subset=<attribute>``
@@ -72,9 +73,12 @@ def evaluate_run(folder: str | Path) -> dict:
     model.to(device)
     datasets = build_datasets(cfg.data, cfg.data.val, train=False, image_size=cfg.model.input_size)
     results, arrays = [], {}
-    for name, ds in datasets.items():
+    scored = [(name, ds, False) for name, ds in datasets.items()]
+    if ev.get("flip", False):  # run.json files written before eval.flip existed have no key
+        scored += [(f"{name}+flip", ds, True) for name, ds in datasets.items()]
+    for name, ds, flip in scored:
         res = evaluate(model, ds, normalizer=ev["normalizer"], thresholds=tuple(ev["fr_thresholds"]),
-                       device=device, name=name)
+                       device=device, name=name, flip=flip)
         summary = dict(res.summary)
         if not ev["domains"]:
             summary.pop("domains", None)

@@ -68,6 +68,7 @@ class EvalSpec:
     checkpoint: str = "final"
     domains: bool = True
     sets: tuple[dict, ...] = ()  # DatasetConfig tables; () = the last stage's data.val
+    flip: bool = False  # also score each set with test-time flip averaging, as "<set>+flip"
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ def _config_path(path: Path, where: str, value: Any) -> Path:
 def _eval_spec(path: Path, d: Any) -> EvalSpec:
     if not isinstance(d, Mapping):
         raise StudyError(f"{path}: [eval] must be a table")
-    _check_keys(f"{path}: [eval]", d, ["normalizer", "fr_thresholds", "checkpoint", "domains", "sets"])
+    _check_keys(f"{path}: [eval]", d, ["normalizer", "fr_thresholds", "checkpoint", "domains", "sets", "flip"])
     thresholds = d.get("fr_thresholds", [0.08, 0.10])
     if (not isinstance(thresholds, list) or not thresholds
             or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 for t in thresholds)):
@@ -160,8 +161,11 @@ def _eval_spec(path: Path, d: Any) -> EvalSpec:
     domains = d.get("domains", True)
     if not isinstance(domains, bool):
         raise StudyError(f"{path}: eval.domains must be true or false, got {domains!r}")
+    flip = d.get("flip", False)
+    if not isinstance(flip, bool):
+        raise StudyError(f"{path}: eval.flip must be true or false, got {flip!r}")
     return EvalSpec(normalizer, tuple(float(t) for t in thresholds), checkpoint, domains,
-                    tuple(dict(s) for s in sets))
+                    tuple(dict(s) for s in sets), flip)
 
 
 def _variant(path: Path, i: int, d: Any, base: Path, common: tuple[str, ...]) -> Variant:
@@ -232,7 +236,8 @@ def study_jobs(study: Study, out: str | Path, only: Sequence[str] = (), cwd: str
         raise StudyError(f"--only {unknown}: not variants of {study.path}; variants: {names}")
     out = Path(out).resolve()
     ev = {"normalizer": study.eval.normalizer, "fr_thresholds": list(study.eval.fr_thresholds),
-          "checkpoint": study.eval.checkpoint, "domains": study.eval.domains, "sets": list(study.eval.sets)}
+          "checkpoint": study.eval.checkpoint, "domains": study.eval.domains, "sets": list(study.eval.sets),
+          "flip": study.eval.flip}
     jobs = []
     for v in study.variants:
         if only and v.name not in only:
@@ -272,7 +277,7 @@ def study_to_dict(study: Study) -> dict:
         "name": study.name, "path": str(study.path), "seeds": list(study.seeds), "baseline": study.baseline,
         "eval": {"normalizer": study.eval.normalizer, "fr_thresholds": list(study.eval.fr_thresholds),
                  "checkpoint": study.eval.checkpoint, "domains": study.eval.domains,
-                 "sets": list(study.eval.sets)},
+                 "sets": list(study.eval.sets), "flip": study.eval.flip},
         "variants": [{"name": v.name, "stages": [{"config": str(s.config), "set": list(s.overrides)}
                                                  for s in v.stages]} for v in study.variants],
     }
