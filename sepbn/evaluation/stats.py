@@ -8,10 +8,16 @@ is compared with the baseline *paired*, seed by seed:
     95 % CI = mean d -+ t_{0.975, n-1} * se,   t = mean d / se,   p = 2 P(T_{n-1} > |t|)
 
 (Student's paired t-test). With few seeds it has little power, so the faces themselves give a
-second test: the per-face NME differences of every seed, pooled, go into a Wilcoxon signed-rank
-test (face i of seed s of the variant against face i of seed s of the baseline; zero differences
-are dropped). It answers "are the faces' errors shifted?", not "would another seed agree?"; the
-seed-level t-test is the one that speaks for reproducibility.
+second test: each face's NME averaged over the seeds of the variant, against the same average of
+the baseline, goes into a Wilcoxon signed-rank test (one pair per face, so no face counts once per
+seed; zero differences are dropped). It answers "are the faces' errors shifted?", not "would
+another seed agree?"; the seed-level t-test is the one that speaks for reproducibility.
+
+Power: ``seeds_for_power`` is the smallest number of seeds at which the paired t-test at level
+alpha detects a true difference ``effect`` (fixed in advance, not the observed one) with the given
+probability, taking the sd of the paired differences as measured. Under the alternative,
+``t = mean d / (sd / sqrt n)`` follows a non-central t with n - 1 degrees of freedom and
+non-centrality ``effect / (sd / sqrt n)``.
 
 Degenerate cases are explicit: fewer than two pairs give NaN for sd, CI and p; identical
 differences give a zero-width CI and p = 1 when they are all zero, p = 0 otherwise.
@@ -25,7 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["mean_sd", "PairedT", "paired_t", "Wilcoxon", "paired_wilcoxon"]
+__all__ = ["mean_sd", "PairedT", "paired_t", "Wilcoxon", "paired_wilcoxon", "t_power", "seeds_for_power"]
 
 
 def mean_sd(values: Sequence[float]) -> tuple[float, float]:
@@ -108,3 +114,35 @@ def paired_wilcoxon(a: Sequence[float], b: Sequence[float]) -> Wilcoxon:
         return Wilcoxon(0, median, math.nan, 1.0 if d.size else math.nan)
     res = stats.wilcoxon(nonzero, zero_method="wilcox", alternative="two-sided")
     return Wilcoxon(int(nonzero.size), median, float(res.statistic), float(res.pvalue))
+
+
+def t_power(n: int, effect: float, sd: float, alpha: float = 0.05) -> float:
+    """Power of the two-sided paired t-test with ``n`` pairs for a true mean difference ``effect``.
+
+    >>> round(t_power(10, 1.0, 1.0), 3)  # textbook value for d = 1, n = 10: 0.803
+    0.803
+    """
+    from scipy import stats
+
+    if n < 2 or not sd > 0:
+        return math.nan
+    crit = float(stats.t.ppf(1 - alpha / 2, n - 1))
+    nc = abs(effect) / (sd / math.sqrt(n))
+    return float(stats.nct.sf(crit, n - 1, nc) + stats.nct.cdf(-crit, n - 1, nc))
+
+
+def seeds_for_power(effect: float, sd: float, power: float = 0.8, alpha: float = 0.05,
+                    max_seeds: int = 1000) -> int | None:
+    """Smallest n >= 2 with ``t_power(n, effect, sd, alpha) >= power``; None beyond ``max_seeds``.
+
+    >>> seeds_for_power(1.0, 1.0)
+    10
+    """
+    if not 0 < power < 1:
+        raise ValueError(f"power must be in (0, 1), got {power}")
+    if not sd > 0 or effect == 0:
+        return None
+    for n in range(2, max_seeds + 1):
+        if t_power(n, effect, sd, alpha) >= power:
+            return n
+    return None

@@ -14,6 +14,8 @@
     checkpoint = "final"                   # "final" | "best"
     domains = true                         # per-sub-domain rows when the data has labels
     sets = [{fmt = "csv", source = "val.csv", protocol = "300w68"}]   # default: data.val
+    flip = false                           # also score every set with flip averaging ("<set>+flip")
+    effect = 0.001                         # NME difference the power column is for (fixed in advance)
 
     [[variant]]
     name = "bn"
@@ -43,6 +45,7 @@ __all__ = ["StudyError", "Stage", "Variant", "EvalSpec", "Study", "Job", "load_s
            "check_study", "study_to_dict"]
 
 CHECKPOINTS = ("final", "best")
+DEFAULT_EFFECT = 0.001  # 0.1 NME points: the difference the table's power column is computed for
 
 
 class StudyError(ValueError):
@@ -69,6 +72,7 @@ class EvalSpec:
     domains: bool = True
     sets: tuple[dict, ...] = ()  # DatasetConfig tables; () = the last stage's data.val
     flip: bool = False  # also score each set with test-time flip averaging, as "<set>+flip"
+    effect: float = DEFAULT_EFFECT  # NME difference (fraction) the table's "seeds for 80 % power" is computed for
 
 
 @dataclass(frozen=True)
@@ -144,7 +148,8 @@ def _config_path(path: Path, where: str, value: Any) -> Path:
 def _eval_spec(path: Path, d: Any) -> EvalSpec:
     if not isinstance(d, Mapping):
         raise StudyError(f"{path}: [eval] must be a table")
-    _check_keys(f"{path}: [eval]", d, ["normalizer", "fr_thresholds", "checkpoint", "domains", "sets", "flip"])
+    _check_keys(f"{path}: [eval]", d, ["normalizer", "fr_thresholds", "checkpoint", "domains", "sets", "flip",
+                                               "effect"])
     thresholds = d.get("fr_thresholds", [0.08, 0.10])
     if (not isinstance(thresholds, list) or not thresholds
             or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 for t in thresholds)):
@@ -164,8 +169,11 @@ def _eval_spec(path: Path, d: Any) -> EvalSpec:
     flip = d.get("flip", False)
     if not isinstance(flip, bool):
         raise StudyError(f"{path}: eval.flip must be true or false, got {flip!r}")
+    effect = d.get("effect", DEFAULT_EFFECT)
+    if isinstance(effect, bool) or not isinstance(effect, (int, float)) or not effect > 0:
+        raise StudyError(f"{path}: eval.effect must be a positive NME difference (a fraction), got {effect!r}")
     return EvalSpec(normalizer, tuple(float(t) for t in thresholds), checkpoint, domains,
-                    tuple(dict(s) for s in sets), flip)
+                    tuple(dict(s) for s in sets), flip, float(effect))
 
 
 def _variant(path: Path, i: int, d: Any, base: Path, common: tuple[str, ...]) -> Variant:
@@ -277,7 +285,7 @@ def study_to_dict(study: Study) -> dict:
         "name": study.name, "path": str(study.path), "seeds": list(study.seeds), "baseline": study.baseline,
         "eval": {"normalizer": study.eval.normalizer, "fr_thresholds": list(study.eval.fr_thresholds),
                  "checkpoint": study.eval.checkpoint, "domains": study.eval.domains,
-                 "sets": list(study.eval.sets), "flip": study.eval.flip},
+                 "sets": list(study.eval.sets), "flip": study.eval.flip, "effect": study.eval.effect},
         "variants": [{"name": v.name, "stages": [{"config": str(s.config), "set": list(s.overrides)}
                                                  for s in v.stages]} for v in study.variants],
     }

@@ -55,3 +55,18 @@ def test_wilcoxon_drops_zero_differences():
     assert r.n == 5 and r.p == pytest.approx(2 * 5 / 32)
     none = paired_wilcoxon([1.0, 2.0], [1.0, 2.0])
     assert none.n == 0 and none.p == 1.0
+
+
+def test_power_against_simulation():
+    """t_power agrees with the rejection rate of scipy's paired t-test on simulated differences."""
+    from scipy import stats as st
+
+    from sepbn.evaluation.stats import seeds_for_power, t_power
+
+    rng = np.random.default_rng(0)
+    d = rng.normal(0.5, 1.0, size=(20000, 8))
+    rate = float((st.ttest_1samp(d, 0.0, axis=1).pvalue < 0.05).mean())
+    assert abs(t_power(8, 0.5, 1.0) - rate) < 0.015
+    n = seeds_for_power(0.5, 1.0)
+    assert t_power(n, 0.5, 1.0) >= 0.8 > t_power(n - 1, 0.5, 1.0)
+    assert seeds_for_power(0.0, 1.0) is None and seeds_for_power(1e-6, 1.0, max_seeds=50) is None
