@@ -78,3 +78,14 @@ def test_dlib_trains_and_predicts_on_the_split(tiny_faces, tmp_path, monkeypatch
     assert result["options"]["num_threads"] == 1 and result["options"]["cascade_depth"] == 2
     assert 0 < result["scores"]["nme"] < 1 and result["train_cpu_s"] > 0
     assert json.loads(json.dumps(result)) == result
+
+
+def test_tuning_split_divides_the_training_faces_only(monkeypatch):
+    """fit + tune = train exactly, disjoint; no held-out face ever reaches the recipe search."""
+    splits = load("real_splits", monkeypatch)
+    train = splits.split_indices(1207)["train"]
+    tune = splits.split_indices(len(train), seed=splits.TUNE_SEED)
+    fit_faces, tune_faces = set(train[tune["train"]]), set(train[tune["val"]])
+    assert len(tune_faces) == 154 and len(fit_faces) == 872 and fit_faces.isdisjoint(tune_faces)
+    assert fit_faces | tune_faces == set(train)
+    assert tune_faces.isdisjoint(splits.split_indices(1207)["val"])
