@@ -1,4 +1,7 @@
-"""``sepbn predict --checkpoint CKPT INPUT...``: landmarks on image files, folders and videos.
+"""``sepbn predict [--checkpoint CKPT | --model NAME] INPUT...``: landmarks on image files, folders and videos.
+
+Without ``--checkpoint`` it runs a bundled model (``--model``, default ``300w68``; see
+``sepbn.inference.pretrained`` and docs/model_card.md).
 
 Writes one JSON line per image or video frame (``--jsonl``) and, with ``--out``, the images and
 videos with the landmarks drawn. Face boxes come from ``--boxes FILE`` (in the box convention of
@@ -29,7 +32,10 @@ DETECTOR_CHOICES = ("haar", "yunet", "full")
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or video files")
-    parser.add_argument("--checkpoint", required=True, help="training checkpoint (.pt) or safetensors folder")
+    parser.add_argument("--checkpoint", help="training checkpoint (.pt) or safetensors folder "
+                        "(default: the bundled model, see --model)")
+    parser.add_argument("--model", default=None, metavar="NAME",
+                        help="bundled model to use when no --checkpoint is given (default: 300w68)")
     parser.add_argument("--protocol", help="which head to use (needed when the checkpoint has several)")
     parser.add_argument("--out", help="folder for images/videos with the landmarks drawn")
     parser.add_argument("--jsonl", help="JSON-lines output: one line per image or video frame")
@@ -49,6 +55,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="faces per forward pass")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--domain", type=int, help="branch of brute-force SepBN layers (such checkpoints need it)")
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                        help="average each face with its mirror image (default: as the model states; "
+                        "bundled models do)")
     parser.add_argument("--no-fuse", action="store_true",
                         help="run the model as trained (default: BN/SepBN folded into the convolutions)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -306,14 +315,19 @@ def run(args: argparse.Namespace) -> int:
 
     from sepbn.errors import UsageError
     from sepbn.inference.predictor import LandmarkDetector
+    from sepbn.inference.pretrained import DEFAULT_MODEL, pretrained_path
 
     if args.batch_size < 1 or args.frame_step < 1:
         raise UsageError("--batch-size and --frame-step must be >= 1")
     boxes = read_boxes_file(args.boxes) if args.boxes else None
     detector, calibration = _detector(args)
-    predictor = LandmarkDetector.from_checkpoint(args.checkpoint, args.protocol, args.device, detector=detector,
+    if args.checkpoint and args.model:
+        raise UsageError("give --checkpoint or --model (a bundled model), not both")
+    weights = args.checkpoint or pretrained_path(args.model or DEFAULT_MODEL)
+    options = {} if args.flip is None else {"flip": args.flip}
+    predictor = LandmarkDetector.from_checkpoint(weights, args.protocol, args.device, detector=detector,
                                                  calibration=calibration, batch_size=args.batch_size,
-                                                 domain=args.domain, fuse=not args.no_fuse)
+                                                 domain=args.domain, fuse=not args.no_fuse, **options)
     print(f"sepbn predict: {predictor!r}; detector box -> training box: {predictor.detector_calibration()}",
           file=sys.stderr)
 

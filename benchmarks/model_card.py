@@ -1,0 +1,201 @@
+"""The numbers of docs/model_card.md: a bundled model's accuracy on held-out real faces and its speed.
+
+Accuracy, on the held-out faces of the fixed split (``benchmarks/real_splits.py``), scored once:
+
+- through the ground-truth boxes (the box the model was trained with: the tight box of the 68
+  points, made square and enlarged by the training ``box_scale``), as in the study tables;
+- through the bundled face detector (OpenCV's Haar cascade and the stated Haar -> 300-W box
+  conversion): per image the detection that overlaps the ground-truth box most (IoU >= 0.3) is
+  used; the images where none does are counted as missed and reported apart.
+
+Speed per face at batch 1, one thread, medians of interleaved rounds: the network alone (eager
+PyTorch, folded, with and without flip averaging; ONNX Runtime on the exported file) and the
+whole ``LandmarkDetector.predict`` with a given box (crop, network, mapping back), next to dlib's
+ERT predictor with its default forest (10 cascades x 500 trees of depth 4: its speed depends on
+that structure only, so the forest is trained quickly on a few faces with oversampling 1 and its
+accuracy is not used). A figure of the worst held-out faces shows points only (the 300-W photos
+may not be copied; see docs/model_card.md); the overlay picture is a SynthFaces render.
+
+    python benchmarks/model_card.py --data ../shared/data --out benchmarks/results/model_card_300w68.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dlib_peer import face_box, load_faces, to_dlib
+from real_splits import write_split
+from sepbn.data.synth.generate import synthesize
+from sepbn.evaluation.evaluate import summarize
+from sepbn.evaluation.metrics import nme
+from sepbn.inference.draw import draw_faces
+from sepbn.inference.export import SingleProtocolModule, export_onnx
+from sepbn.inference.pretrained import load_pretrained
+from sepbn.io import atomic_write_text
+from sepbn.protocols import get_protocol
+
+NORMALIZER = "inter-ocular"
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    area = lambda r: (r[2] - r[0]) * (r[3] - r[1])  # noqa: E731
+    return inter / (area(a) + area(b) - inter)
+
+
+def accuracy(det, records: list, protocol) -> dict:
+    """Scores through ground-truth boxes and through the detector; per-face errors kept for the figure."""
+    truth = np.stack([r.landmarks for r in records])
+    boxes = np.asarray([r.box for r in records], dtype=np.float64)
+    gt_pred, det_pred, found = [], [], []
+    for r in records:
+        image = r.load_image()
+        gt_pred.append(det.predict(image, boxes=[r.box])[0].landmarks)
+        found_boxes, _ = det.detect(image)  # Haar boxes converted to the training box convention
+        overlaps = [iou(b, np.asarray(r.box)) for b in found_boxes]
+        best = int(np.argmax(overlaps)) if overlaps else -1
+        found.append(best >= 0 and overlaps[best] >= 0.3)
+        det_pred.append(det.predict(image, boxes=[found_boxes[best]])[0].landmarks if found[-1] else gt_pred[-1])
+    found = np.asarray(found)
+    gt_err = nme(np.stack(gt_pred), truth, protocol, boxes=boxes, normalizer=NORMALIZER)
+    det_err = nme(np.stack(det_pred), truth, protocol, boxes=boxes, normalizer=NORMALIZER)[found]
+    return {
+        "ground_truth_boxes": summarize(gt_err, protocol, normalizer=NORMALIZER, name="300w-val"),
+        "detector": {"detected": int(found.sum()), "missed": int((~found).sum()),
+                     **summarize(det_err, protocol, normalizer=NORMALIZER, name="300w-val, Haar boxes")},
+        "errors": gt_err, "predictions": np.stack(gt_pred),
+    }
+
+
+def _median_ms(fns: dict, rounds: int, repeats: int) -> dict:
+    """Interleaved rounds; each cell the median over rounds of the mean of ``repeats`` calls, in ms."""
+    times: dict = {k: [] for k in fns}
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            fn()
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                fn()
+            times[key].append(1000 * (time.perf_counter() - t0) / repeats)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def speed(det, records: list, dlib_predictor, rounds: int, repeats: int) -> dict:
+    import onnxruntime as ort
+
+    import dlib
+
+    r = records[0]
+    image = r.load_image()
+    x, _ = det.crops(image, np.asarray([r.box]))
+    module = SingleProtocolModule(det.model, det.protocol.name).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_onnx(module, Path(tmp) / "m.onnx", det.crop.input_size)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    flipped = np.concatenate([x, x[..., ::-1]]).copy()
+    name = session.get_inputs()[0].name
+    rect = dlib.rectangle(*(int(round(v)) for v in face_box(r.box, det.crop.box_scale)))
+    flip = det.flip
+    fns = {
+        "eager": lambda: (setattr(det, "flip", False), det.forward_crops(x)),
+        "eager_flip": lambda: (setattr(det, "flip", True), det.forward_crops(x)),
+        "onnxruntime": lambda: session.run(None, {name: x}),
+        "onnxruntime_flip": lambda: session.run(None, {name: flipped}),
+        "predict_with_box": lambda: det.predict(image, boxes=[r.box]),
+        "dlib_predictor": lambda: dlib_predictor(image, rect),
+    }
+    out = _median_ms(fns, rounds, repeats)
+    det.flip = flip
+    return out
+
+
+def dlib_speed_model(records: list, faces: int):
+    """dlib's default forest trained fast (oversampling 1, ``faces`` faces): for timing only."""
+    import dlib
+
+    options = dlib.shape_predictor_training_options()
+    options.oversampling_amount, options.num_threads = 1, 2
+    images, objects = to_dlib(dlib, records[:faces], 1.25)
+    return dlib.train_shape_predictor(images, objects, options), options
+
+
+def figures(det, records: list, acc: dict, out_dir: Path) -> list[str]:
+    """Points-only plot of the 4 worst held-out faces, and an overlay on a SynthFaces render."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    worst = np.argsort(acc["errors"])[::-1][:4]
+    fig, axes = plt.subplots(1, 4, figsize=(12, 3.4))
+    for ax, i in zip(axes, worst):
+        gt, pr = records[i].landmarks, acc["predictions"][i]
+        ax.scatter(gt[:, 0], gt[:, 1], s=6, c="tab:green", label="truth")
+        ax.scatter(pr[:, 0], pr[:, 1], s=6, c="tab:red", label="prediction")
+        ax.set_title(f"NME {100 * acc['errors'][i]:.1f} %", fontsize=9)
+        ax.invert_yaxis()
+        ax.set_aspect("equal")
+        ax.axis("off")
+    axes[0].legend(loc="lower left", fontsize=7)
+    fig.tight_layout()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    worst_path = out_dir / "model_card_worst.png"
+    fig.savefig(worst_path, dpi=90)
+    plt.close(fig)
+    face = synthesize(7, seed=3, size=(256, 256), protocols=["300w68"])
+    pts = face.points["300w68"]  # the model's box convention: the tight box of the 68 points
+    drawn = draw_faces(face.image, det.predict(face.image, boxes=[[*pts.min(0), *pts.max(0)]]))
+    overlay = out_dir / "model_card_synth_overlay.png"
+    plt.imsave(overlay, drawn)
+    return [str(worst_path), str(overlay)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="300w68", help="bundled model name")
+    ap.add_argument("--data", default=None, help="folder with 300w/ (writes the split when missing)")
+    ap.add_argument("--splits", default="runs/real_splits")
+    ap.add_argument("--out", default="benchmarks/results/model_card_300w68.json")
+    ap.add_argument("--figures", default="docs/img")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--dlib-faces", type=int, default=200)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    val = Path(args.splits) / "300w_val.csv"
+    if not val.is_file():
+        write_split("300w", Path(args.data), Path(args.splits))
+    protocol = get_protocol("300w68")
+    records = load_faces(val, "300w68")
+    det = load_pretrained(args.model, detector="haar")
+    acc = accuracy(det, records, protocol)
+    predictor, options = dlib_speed_model(load_faces(Path(args.splits) / "300w_train.csv", "300w68"), args.dlib_faces)
+    result = {
+        "model": args.model, "held_out_faces": len(records), "flip": det.flip, "normalizer": NORMALIZER,
+        "accuracy": {k: v for k, v in acc.items() if k not in ("errors", "predictions")},
+        "speed_ms_per_face_batch1_1thread": speed(det, records, predictor, args.rounds, args.repeats),
+        "dlib_forest": {"cascade_depth": options.cascade_depth, "trees": options.num_trees_per_cascade_level,
+                        "tree_depth": options.tree_depth},
+        "figures": figures(det, records, acc, Path(args.figures)),
+        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}",
+    }
+    atomic_write_text(args.out, json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
