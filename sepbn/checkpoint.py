@@ -17,7 +17,10 @@ Weights for deployment: a folder holding ``model.safetensors`` (the state dict) 
 
 Writes are atomic (:mod:`sepbn.io`): the bytes go to a temporary file in the same folder, are
 flushed and fsync'ed, then ``os.replace`` swaps the file in (atomic on POSIX and Windows). A crash
-or kill during the write leaves the previous checkpoint intact and at worst a stray temporary file.
+or kill during the write leaves the previous checkpoint intact and at worst a stray temporary file;
+a failed write (a full disk: ``torch.save`` raises ``RuntimeError`` for it) raises one
+:class:`~sepbn.io.WriteError` naming the file and the space needed and free. A weights folder is
+filled as a temporary folder that then replaces the old one whole.
 
 Temperature: SepBN layers keep their softmax temperature in the state dict (buffer ``tau``), so
 a loaded model evaluates with the tau it was saved with (after the paper's annealing, 1); the
@@ -34,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .io import atomic_write, atomic_write_bytes, atomic_write_text
+from .io import atomic_folder, atomic_write, atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "atomic_write",
@@ -44,6 +47,7 @@ __all__ = [
     "load_model",
     "rng_state",
     "set_rng_state",
+    "state_bytes",
 ]
 
 FORMAT = "sepbn-checkpoint"
@@ -84,10 +88,22 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
+def state_bytes(obj) -> int:
+    """Bytes of the tensors in a (nested) checkpoint dict: about the size of its file."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(state_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(state_bytes(v) for v in obj)
+    return 0
+
+
 def save_checkpoint(path: str | Path, state: dict) -> Path:
     """Atomically write a training checkpoint dict (see the module docstring for its keys)."""
     state = {"format": FORMAT, "version": VERSION, **state}
-    return atomic_write(path, lambda f: torch.save(state, f))
+    # torch.save reports a failed write (ENOSPC) as RuntimeError("... unexpected pos ...")
+    return atomic_write(path, lambda f: torch.save(state, f), needed=state_bytes(state), raises=(RuntimeError,))
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
@@ -116,9 +132,10 @@ def save_weights(folder: str | Path, state_dict: dict, meta: dict) -> Path:
 
     folder = Path(folder)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    atomic_write_bytes(folder / "model.safetensors", st_save(tensors))
-    text = json.dumps(meta, indent=2, default=_json_default)
-    atomic_write_text(folder / "config.json", text)
+    data, text = st_save(tensors), json.dumps(meta, indent=2, default=_json_default)
+    with atomic_folder(folder, needed=len(data) + len(text)) as tmp:  # weights and config of one model
+        atomic_write_bytes(tmp / "model.safetensors", data)
+        atomic_write_text(tmp / "config.json", text)
     return folder
 
 

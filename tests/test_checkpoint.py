@@ -1,5 +1,6 @@
 """Checkpoints: weights_only round trip, RNG states, safetensors folder, atomic writes under failure."""
 
+import errno
 import os
 import random
 import signal
@@ -14,7 +15,9 @@ import torch
 
 from sepbn.models import create_model
 from sepbn.nn import sepbn_modules, set_temperature
+from filelimit import run_with_file_limit
 from sepbn import checkpoint as ck
+from sepbn.io import WriteError
 
 
 def _net():
@@ -108,3 +111,43 @@ def test_killed_writer_leaves_previous_checkpoint_loadable(tmp_path):
     assert any(p.name.startswith(".last.pt.tmp") for p in tmp_path.iterdir())  # the interrupted write
     model, meta = ck.load_model(path)
     assert meta["step"] == 3
+
+
+def test_full_disk_in_torch_writer_is_one_line_and_keeps_previous_checkpoint(tmp_path):
+    """torch.save fails a write with RuntimeError('unexpected pos'), not OSError: still one WriteError line."""
+    path = ck.save_checkpoint(tmp_path / "last.pt", {"model": {"w": torch.zeros(10)}, "model_args": {}})
+    before = path.read_bytes()
+    code = textwrap.dedent(f"""
+        import torch
+        from sepbn import checkpoint as ck
+        from sepbn.io import WriteError
+        try:
+            ck.save_checkpoint({str(path)!r}, {{"model": {{"w": torch.zeros(100_000)}}, "model_args": {{}}}})
+        except WriteError as e:
+            print("WriteError:", e)
+    """)
+    res = run_with_file_limit(code, limit=64 * 1024)
+    assert res.returncode == 0, res.stderr
+    line = res.stdout.strip()
+    assert line.startswith(f"WriteError: {path}: cannot write it (") and "needs about 390.6 KiB" in line
+    assert "previous version is intact" in line and len(line.splitlines()) == 1
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_weights_folder_write_failure_keeps_the_previous_folder(tmp_path, monkeypatch):
+    net = _net()
+    folder = ck.save_weights(tmp_path / "best", net.state_dict(), {"model_args": net.model_args, "step": 1})
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    real = ck.atomic_write_text
+
+    def full(path, text, *a, **k):  # the weights got through, config.json does not
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr("builtins.open", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space")))
+            return real(path, text, *a, **k)
+
+    monkeypatch.setattr(ck, "atomic_write_text", full)
+    with pytest.raises(WriteError, match=r"best: cannot write it \(no space left on the device; needs about .*"
+                                         r"previous version is intact"):
+        ck.save_weights(folder, net.state_dict(), {"model_args": net.model_args, "step": 2})
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["best"]

@@ -24,6 +24,7 @@ are static slices followed by a max (separable: row bands, then columns). TorchS
 
 from __future__ import annotations
 
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from typing import Callable, Literal, Sequence
 import torch
 from torch import nn
 
-from sepbn.io import atomic_path
+from sepbn.io import atomic_path, atomic_write_bytes
 from sepbn.nn import domains, fuse_for_inference
 
 __all__ = [
@@ -159,9 +160,9 @@ def export_torchscript(module: nn.Module, path: str | Path, input_size: int) -> 
         # the attention's pooling windows follow H and W, which the model's input size fixes; batch stays free
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"sepbn\.nn\.attention")
         traced = torch.jit.trace(module, _example(input_size), check_trace=False)
-    with atomic_path(path) as tmp:
-        traced.save(str(tmp))
-    return path
+    buffer = io.BytesIO()  # torch's file writer aborts the process (c10::Error) when the disk fills
+    torch.jit.save(traced, buffer)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 @dataclass(frozen=True)

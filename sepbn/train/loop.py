@@ -37,11 +37,11 @@ import torch
 from ..checkpoint import load_checkpoint, rng_state, save_checkpoint, save_weights, set_rng_state
 from ..config import Config, config_to_dict
 from ..data.records import ImageReadError
-from ..io import atomic_write_text
+from ..io import WriteError, atomic_write_text
 from .distributed import DistInfo
 from .nonfinite import NonFiniteLossError, diagnose
 from .optim import set_lr
-from .preempt import Preempted, SaveClock, StopSignals, checkpoint_write_failed, state_bytes
+from .preempt import Preempted, SaveClock, StopSignals, checkpoint_write_failed
 from .setup import Run, init_from_checkpoint, resolve_device, seed_everything, setup, write_config
 
 __all__ = ["train", "TrainResult", "branch_losses", "resolve_device", "init_from_checkpoint"]
@@ -128,11 +128,10 @@ def _save(run: Run, pos: _Position, epoch: int, batch_in_epoch: int, epoch_rng: 
         "rng": rng_state(), "rng_epoch": epoch_rng,
         "temperature": tau, "best_nme": pos.best, "metrics": metrics,
     }
-    path = run.out / name
     try:
-        save_checkpoint(path, state)
-    except OSError as e:
-        raise checkpoint_write_failed(path, e, state_bytes(state)) from e
+        save_checkpoint(run.out / name, state)
+    except WriteError as e:
+        raise checkpoint_write_failed(e, run.out) from e
 
 
 def _export(run: Run, folder: str, metrics: dict, epoch: int, step: int, tau: float) -> None:
@@ -145,8 +144,8 @@ def _export(run: Run, folder: str, metrics: dict, epoch: int, step: int, tau: fl
             "config": config_to_dict(run.cfg), "epoch": epoch, "step": step,
             "temperature": tau, "metrics": metrics,
         })
-    except OSError as e:
-        raise checkpoint_write_failed(run.out / folder / "model.safetensors", e, state_bytes(state)) from e
+    except WriteError as e:
+        raise checkpoint_write_failed(e, run.out) from e
 
 
 def _batches(loader):

@@ -11,13 +11,12 @@ so a signal that reaches one rank only still stops them all together.
 
 :class:`SaveClock` bounds the work a ``kill -9`` can lose: ``train.save_every_minutes`` of wall
 time since the last checkpoint triggers a mid-epoch one. :func:`checkpoint_write_failed` turns a
-failed checkpoint write (ENOSPC and the like) into one message naming the folder and the space needed.
+failed checkpoint write (:class:`sepbn.io.WriteError`: a full disk and the like) into one message that
+says what to do next.
 """
 
 from __future__ import annotations
 
-import errno
-import shutil
 import signal
 import sys
 import threading
@@ -30,7 +29,7 @@ import torch
 from ..errors import UserError
 
 __all__ = ["EXIT_PREEMPTED", "STOP_SIGNALS", "Preempted", "StopSignals", "SaveClock", "CheckpointWriteError",
-           "checkpoint_write_failed", "state_bytes", "ignore_stop_signals"]
+           "checkpoint_write_failed", "ignore_stop_signals"]
 
 EXIT_PREEMPTED = 75  # sysexits.h EX_TEMPFAIL
 STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGUSR1") if hasattr(signal, n))
@@ -48,7 +47,7 @@ class Preempted(UserError):
 
 
 class CheckpointWriteError(OSError):
-    """A checkpoint could not be written (the previous one is intact)."""
+    """A checkpoint could not be written (its message says whether a previous one is left)."""
 
 
 class StopSignals:
@@ -118,30 +117,10 @@ class SaveClock:
         self.last = self.clock()
 
 
-def state_bytes(obj) -> int:
-    """Bytes of the tensors in a (nested) checkpoint dict: about the size of its file."""
-    if isinstance(obj, torch.Tensor):
-        return obj.numel() * obj.element_size()
-    if isinstance(obj, dict):
-        return sum(state_bytes(v) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sum(state_bytes(v) for v in obj)
-    return 0
-
-
-_SPACE_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
-
-
-def checkpoint_write_failed(path: Path, exc: OSError, needed: int) -> CheckpointWriteError:
-    """The error that stops a run whose checkpoint write failed (the previous file is intact)."""
-    folder = Path(path).parent
-    try:
-        free = f", {shutil.disk_usage(folder).free / 2**20:.0f} MiB free"
-    except OSError:
-        free = ""
-    if exc.errno in _SPACE_ERRNOS:
-        problem = f"no space left to write {Path(path).name} (needs about {needed / 2**20:.0f} MiB{free})"
-    else:
-        problem = f"cannot write {Path(path).name} ({exc.strerror or exc}; needs about {needed / 2**20:.0f} MiB{free})"
-    return CheckpointWriteError(f"{folder}: {problem}; the previous checkpoint there is intact: "
-                                "make room and resume with --resume")
+def checkpoint_write_failed(error: OSError, out: Path) -> CheckpointWriteError:
+    """The error that stops a run whose checkpoint write failed: the writer's one line (the file, the space
+    needed and free, what is left) and what to do next, truthful about whether ``out/last.pt`` exists."""
+    last = Path(out) / "last.pt"
+    then = (f"make room and resume from {last} with --resume" if last.is_file()
+            else "make room and start the run again (there is no last.pt to resume from yet)")
+    return CheckpointWriteError(f"{error}; {then}")

@@ -198,3 +198,58 @@ def test_predict_with_a_yunet_model_file(checkpoint, fake_yunet, tmp_path):
     assert row["status"] == "ok" and face["score"] == pytest.approx(1.0, abs=1e-5)
     assert (x0 + x1) / 2 == pytest.approx(112, abs=0.5) and 36 <= x1 - x0 <= 48  # calibrated YuNet box
     assert len(face["landmarks"]) == 5
+
+
+class _FullDisk:
+    """What ``open`` returns on a full disk: the file opens, its writes fail with ENOSPC."""
+
+    def __init__(self, path, mode="r", **kwargs):
+        self.f = open(path, mode, **kwargs)
+
+    def write(self, data):
+        raise OSError(28, "No space left on device")
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def test_outputs_onto_a_full_disk_name_the_file_in_one_line(checkpoint, folder, tiny_faces, tmp_path, monkeypatch,
+                                                           capsys):
+    import sepbn.io
+
+    monkeypatch.setattr(sepbn.io, "open", _FullDisk, raising=False)
+    out = tmp_path / "drawn"
+    assert main(["predict", "--checkpoint", str(checkpoint), "--protocol", "5pt", "--detector", "full",
+                 "--out", str(out), "--no-progress", str(folder / "a.png")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the detector's description
+    assert err.startswith(f"sepbn predict: {out / 'a.png'}: cannot write it (no space left on the device; needs about ")
+    assert err.endswith("nothing was written there")
+    report = tmp_path / "eval.json"
+    report.write_text("previous")
+    assert main(["eval", "--checkpoint", str(checkpoint), "--protocol", "5pt", "--data", f"csv:{tiny_faces['5pt']}",
+                 "--json", str(report)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"sepbn eval: {report}: cannot write it (no space left on the device; needs about ")
+    assert err.endswith("the previous version is intact") and report.read_text() == "previous"
+    assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
+
+
+def test_torchscript_export_onto_a_full_disk_is_one_line_not_an_abort(checkpoint, tmp_path):
+    """TorchScript's own file writer aborts the process (c10::Error, exit 134) when a write fails."""
+    from filelimit import run_with_file_limit
+
+    dest = tmp_path / "m.ts"
+    dest.write_bytes(b"previous")
+    code = ("import sys; from sepbn.cli import main; sys.exit(main(['export', '--checkpoint', "
+            f"{str(checkpoint)!r}, '--protocol', '5pt', '--format', 'torchscript', '--out', {str(dest)!r}]))")
+    res = run_with_file_limit(code, limit=16 * 1024)
+    err = res.stderr.strip().splitlines()
+    assert res.returncode == 1, res.stderr
+    assert err[-1].startswith(f"sepbn export: {dest}: cannot write it (") and "previous version is intact" in err[-1]
+    assert dest.read_bytes() == b"previous" and [p.name for p in tmp_path.iterdir()] == ["m.ts"]

@@ -21,6 +21,7 @@ import sepbn.train.loop as loop
 from sepbn.checkpoint import load_checkpoint
 from sepbn.cli import main
 from sepbn.config import load_config
+from sepbn.io import write_failed
 from sepbn.train.preempt import (EXIT_PREEMPTED, CheckpointWriteError, Preempted, SaveClock, StopSignals,
                                  checkpoint_write_failed)
 
@@ -130,17 +131,18 @@ def test_full_disk_stops_the_run_and_keeps_the_previous_checkpoint(tiny_faces, t
     assert main(["train", str(config), "--out", str(run)]) == 0
     before = (run / "last.pt").read_bytes()
 
-    def full_disk(obj, f, *args, **kwargs):
+    def full_disk(obj, f, *args, **kwargs):  # what torch's zip writer raises when a write fails
         f.write(b"x" * 1000)
-        raise OSError(errno.ENOSPC, "No space left on device")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
 
     monkeypatch.setattr(torch, "save", full_disk)
     capsys.readouterr()
     assert main(["train", str(config), "--out", str(run), "--resume", "--set", "train.max_steps=4"]) == 1
     err = capsys.readouterr().err.strip()
     monkeypatch.undo()
-    assert err.startswith(f"sepbn train: {run}: no space left to write last.pt (needs about ")
-    assert "MiB" in err and "previous checkpoint there is intact" in err and len(err.splitlines()) == 1
+    assert err.startswith(f"sepbn train: {run / 'last.pt'}: cannot write it (") and "unexpected pos" in err
+    assert "needs about " in err and " free)" in err and len(err.splitlines()) == 1
+    assert "previous version is intact" in err and err.endswith("with --resume")
     assert (run / "last.pt").read_bytes() == before and load_checkpoint(run / "last.pt")["step"] == 2
     assert not [p.name for p in run.iterdir() if ".tmp-" in p.name]
 
@@ -196,11 +198,16 @@ def test_save_clock_and_write_failure_message(tmp_path):
     assert clock.due()
     clock.reset()
     assert not clock.due() and not SaveClock(0, lambda: now[0] + 1e9).due()
-    err = checkpoint_write_failed(tmp_path / "last.pt", OSError(errno.ENOSPC, "No space left"), 3 * 2**20)
+    failed = write_failed(tmp_path / "last.pt", OSError(errno.ENOSPC, "No space left"), 3 * 2**20)
+    err = checkpoint_write_failed(failed, tmp_path)
     assert isinstance(err, CheckpointWriteError) and isinstance(err, OSError)
-    assert str(err).startswith(f"{tmp_path}: no space left to write last.pt (needs about 3 MiB, ")
-    other = checkpoint_write_failed(tmp_path / "last.pt", OSError(errno.EACCES, "Permission denied"), 2**20)
-    assert "cannot write last.pt (Permission denied; needs about 1 MiB" in str(other)
+    assert str(err).startswith(f"{tmp_path / 'last.pt'}: cannot write it (no space left on the device; needs about 3.0 MiB, ")
+    assert "nothing was written there; make room and start the run again (there is no last.pt" in str(err)
+    (tmp_path / "last.pt").write_bytes(b"old")
+    other = checkpoint_write_failed(write_failed(tmp_path / "last.pt", OSError(errno.EACCES, "Permission denied"), 2**20),
+                                    tmp_path)
+    assert "(Permission denied; needs about 1.0 MiB" in str(other) and "previous version is intact" in str(other)
+    assert str(other).endswith(f"resume from {tmp_path / 'last.pt'} with --resume")
 
 
 def test_slurm_script_stops_requeues_and_resumes(tiny_faces, tmp_path):
