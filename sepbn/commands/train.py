@@ -7,6 +7,9 @@ is printed, written to ``OUT/config.toml`` and stored in every checkpoint.
 Several processes: ``torchrun --nproc_per_node N -m sepbn train CONFIG`` (docs/distributed.md);
 rank 0 prints and writes, every rank reports its own failure with its rank.
 
+Resuming checks the run's config (``--allow-changed KEY,...`` accepts named differences) and one
+process writes a run folder at a time (docs/training.md).
+
 Stopping: SIGTERM, SIGINT (Ctrl-C) or SIGUSR1 finish the current step, save ``OUT/last.pt``, print
 the command that resumes, and exit with status 75 (a second Ctrl-C quits at once); docs/training.md.
 """
@@ -26,6 +29,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", default=None, help="shorthand for --set data.root=DIR")
     parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
                         help="continue from OUT/last.pt (or the given checkpoint)")
+    parser.add_argument("--allow-changed", default="", metavar="KEY,...",
+                        help="with --resume: accept these config keys (or tables) differing from the run's; "
+                             "recorded in OUT/resume.csv")
 
 
 def resume_command(args: argparse.Namespace, out) -> str:
@@ -35,6 +41,8 @@ def resume_command(args: argparse.Namespace, out) -> str:
         words += ["--set", o]
     if args.data_root:
         words += ["--data-root", args.data_root]
+    if args.allow_changed:
+        words += ["--allow-changed", args.allow_changed]
     return " ".join(shlex.quote(w) for w in words + ["--resume"])
 
 
@@ -61,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
               f"effective batch {dist.world_size * cfg.train.batch_size}; learning rates x{factor:g} "
               f"(optim.lr_scaling={cfg.optim.lr_scaling!r}); sync_bn={cfg.dist.sync_bn}")
     try:
-        result = train(cfg, out, resume=args.resume, dist=dist)
+        allow = [k.strip() for k in args.allow_changed.split(",") if k.strip()]
+        result = train(cfg, out, resume=args.resume, dist=dist, allow_changed=allow)
         dist.barrier("the end of training (rank 0 writes the final weights)")
     except Preempted as e:
         if dist.is_main:

@@ -1,4 +1,4 @@
-"""The study table as markdown, and a plain-words verdict per comparison (``sepbn demo``).
+"""The study table as markdown and its files (:func:`write_table`), and a plain-words verdict per comparison.
 
 Numbers are percentages (NME, FR, AUC are fractions in the JSON); ``a ± b`` is mean ± sample sd
 over seeds; a difference reads "variant − baseline" (negative NME = the variant is better).
@@ -6,9 +6,14 @@ over seeds; a difference reads "variant − baseline" (negative NME = the varian
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
-__all__ = ["format_markdown", "verdict", "ALPHA"]
+from ..io import atomic_write_text
+from .table import build_table, plot_mean_ced
+
+__all__ = ["format_markdown", "verdict", "write_table", "ALPHA"]
 
 ALPHA = 0.05  # significance level of the verdicts (the CI is 95 %)
 
@@ -126,3 +131,24 @@ def verdict(cmp: dict | None, baseline: str, variant: str, alpha: float = ALPHA)
         note = (f" The per-face test does find a shift (p = {faces['p']:.2g}), but another seed could undo it.")
     return (f"{variant} vs {baseline}: NME {delta:+.2f} points ({ci}, p = {t['p']:.2g} over {n} seeds): "
             f"within the seed noise.{note}")
+
+
+def write_table(out: Path, baseline: str | None = None) -> str:
+    """Build the table of study folder ``out``, write table.json / table.md / ced*.png; return the markdown.
+
+    With another ``baseline`` than the study's, the files are ``table-vs-<baseline>.json/.md``.
+    """
+    table = build_table(out, baseline)
+    text = format_markdown(table)
+    stem = "table" if baseline is None else f"table-vs-{baseline}"
+    atomic_write_text(out / f"{stem}.json", json.dumps(table, indent=2))
+    atomic_write_text(out / f"{stem}.md", text)
+    threshold = table["eval"]["fr_thresholds"][-1]
+    plots = []
+    for i, (ds, entry) in enumerate(table["datasets"].items()):
+        path = out / ("ced.png" if i == 0 else f"ced-{ds}.png")
+        if plot_mean_ced(out, ds, path, threshold, entry.get("normalizer", "NME")) is not None:
+            plots.append(str(path))
+    if plots:
+        text += f"\nCED (mean over seeds): {', '.join(plots)}\n"
+    return text

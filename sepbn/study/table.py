@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..evaluation.metrics import plot_ced
 from ..evaluation.stats import mean_sd, paired_t, paired_wilcoxon
 from .evaluate_run import load_errors
 
@@ -186,45 +187,14 @@ def build_table(out: str | Path, baseline: str | None = None) -> dict:
 
 def plot_mean_ced(out: str | Path, dataset: str, path: str | Path, threshold: float, xlabel: str) -> Path | None:
     """One CED curve per variant on ``dataset``: the mean over its finished seeds of their CED curves."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from ..evaluation.metrics import auc, ced
-
     _, runs = collect_runs(out)
-    fig = Figure(figsize=(5, 4), dpi=120)  # Agg canvas: no pyplot, no display needed
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    drawn = 0
+    curves = {}
     for v, rs in runs.items():
-        curves, nmes, aucs = [], [], []
-        for r in rs.values():
-            if r["status"] != "done" or not (Path(r["folder"]) / "errors.npz").is_file():
-                continue
-            e = load_errors(r["folder"]).get(dataset)
-            if e is None:
-                continue
-            x, y = ced(e["errors"], threshold)
-            curves.append(y)
-            nmes.append(float(e["errors"].mean()))
-            aucs.append(auc(e["errors"], threshold))
-        if curves:
-            label = (f"{v} ({len(curves)} seeds): NME {100 * np.mean(nmes):.2f}%, "
-                     f"AUC@{100 * threshold:g}% {100 * np.mean(aucs):.2f}")
-            ax.plot(100 * x, np.mean(curves, axis=0), label=label)
-            drawn += 1
-    if not drawn:
+        seeds = [load_errors(r["folder"]).get(dataset) for r in rs.values()
+                 if r["status"] == "done" and (Path(r["folder"]) / "errors.npz").is_file()]
+        seeds = [e["errors"] for e in seeds if e is not None]
+        if seeds:
+            curves[v] = seeds
+    if not curves:
         return None
-    ax.set_xlim(0, 100 * threshold)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel(f"{xlabel} (%)")
-    ax.set_ylabel("share of faces (mean over seeds)")
-    ax.set_title(dataset)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=7)
-    fig.tight_layout()
-    from ..io import atomic_path
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return Path(path)
+    return plot_ced(curves, threshold, path, title=dataset, xlabel=xlabel, ylabel="share of faces (mean over seeds)")

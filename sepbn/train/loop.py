@@ -30,11 +30,12 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from ..checkpoint import load_checkpoint, rng_state, save_checkpoint, save_weights, set_rng_state
+from ..checkpoint import rng_state, save_checkpoint, save_weights, set_rng_state
 from ..config import Config, config_to_dict
 from ..data.records import ImageReadError
 from ..io import WriteError, atomic_write_text
@@ -42,6 +43,8 @@ from .distributed import DistInfo
 from .nonfinite import NonFiniteLossError, diagnose
 from .optim import set_lr
 from .preempt import Preempted, SaveClock, StopSignals, checkpoint_write_failed
+from .resume import check_resume_config, resume_checkpoint
+from .runlock import RunLock
 from .setup import Run, init_from_checkpoint, resolve_device, seed_everything, setup, write_config
 
 __all__ = ["train", "TrainResult", "branch_losses", "resolve_device", "init_from_checkpoint"]
@@ -92,14 +95,16 @@ class _Position:
     rng: dict | None = None  # the state to continue from once the ``skip`` replayed draws are done
 
 
-def _resume(run: Run, resume: bool | str | Path) -> _Position:
-    """Model, optimiser, scaler, position and RNG states of a checkpoint (``True``: ``out/last.pt``)."""
-    path = Path(resume) if not isinstance(resume, bool) else run.out / "last.pt"
-    ckpt = load_checkpoint(path, map_location=run.device)
+def _resume(run: Run, path: Path, ckpt: dict) -> _Position:
+    """Model, optimiser, scaler, position and RNG states of the checkpoint ``ckpt`` read from ``path``."""
     if ckpt.get("world_size", 1) != run.dist.world_size:  # other shares, steps per epoch and LR schedule
         raise ValueError(f"{path} was written by a run of {ckpt.get('world_size', 1)} processes; "
                          f"resume it with as many (got {run.dist.world_size})")
-    run.model.load_state_dict(ckpt["model"])
+    try:
+        run.model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:  # torch lists every mismatched tensor on many lines
+        raise ValueError(f"{path}: its weights do not fit this config's network "
+                         f"({str(e).strip().splitlines()[-1].strip()[:160]})") from None
     run.optimizer.load_state_dict(ckpt["optimizer"])
     if ckpt.get("scaler"):
         run.scaler.load_state_dict(ckpt["scaler"])
@@ -291,23 +296,39 @@ def _validate(run: Run, pos: _Position, epoch: int, done_epochs: int, epoch_rng:
 
 
 def train(cfg: Config, out_dir: str | Path, *, resume: bool | str | Path = False,
-          dist: DistInfo | None = None) -> TrainResult:
-    """Train ``cfg`` into ``out_dir``; ``resume=True`` continues from ``out_dir/last.pt`` (or a given path).
+          dist: DistInfo | None = None, allow_changed: Sequence[str] = ()) -> TrainResult:
+    """Train ``cfg`` into ``out_dir``; ``resume=True`` continues from ``out_dir/last.pt`` (or a given path)
+    when the checkpoint's config equals ``cfg`` but for the keys in ``allow_changed``
+    (:mod:`sepbn.train.resume`). One process writes a run folder at a time (:mod:`sepbn.train.runlock`).
 
     Raises :class:`~sepbn.train.preempt.Preempted` after saving ``last.pt`` when a stop signal arrives
     (SIGTERM, SIGINT, SIGUSR1; see :mod:`sepbn.train.preempt`).
     """
-    from .logger import RunLogger
-
     dist = dist or DistInfo()
     out = Path(out_dir)
+    with RunLock(out, enabled=dist.is_main):
+        return _train(cfg, out, resume, dist, allow_changed)
+
+
+def _train(cfg: Config, out: Path, resume: bool | str | Path, dist: DistInfo,
+           allow_changed: Sequence[str]) -> TrainResult:
+    from .logger import RunLogger
+
+    changes, path, ckpt = [], None, None
+    if resume:  # checked before anything is written into the folder
+        path, ckpt = resume_checkpoint(out, resume)
+        changes = check_resume_config(ckpt.get("config", {}), cfg, allow_changed, path)
     write_config(cfg, out, dist)
     seed_everything(cfg.train.seed)
     run = setup(cfg, out, dist)
-    pos = _resume(run, resume) if resume else _Position()
+    pos = _resume(run, path, ckpt) if resume else _Position()
     run.net = dist.wrap(run.model)
     logger = RunLogger(out, enabled=dist.is_main, tensorboard=cfg.train.tensorboard,
                        resume_step=pos.step if resume else None)
+    for key, old, new in changes:  # the run's record of what --allow-changed accepted
+        logger.log("resume", {"step": pos.step, "key": key, "old": repr(old), "new": repr(new)}, pos.step)
+    if changes and dist.is_main:
+        print(f"resumed with changed {', '.join(k for k, *_ in changes)} (recorded in {out / 'resume.csv'})")
     result = TrainResult(out_dir=out, step=pos.step, epoch=pos.epoch, best_nme=None if pos.best == math.inf else pos.best,
                          skipped=run.skipped)
     clock = SaveClock(cfg.train.save_every_minutes, _clock)
