@@ -43,6 +43,7 @@ import numpy as np
 
 from sepbn.data.formats import read_records
 from sepbn.evaluation.evaluate import summarize
+from sepbn.protocols import get_protocol
 from sepbn.io import atomic_write_text
 
 from real_splits import DATASETS, write_split  # noqa: E402  (benchmarks/ is the script's folder)
@@ -123,8 +124,9 @@ def score(predictions: np.ndarray, records: list, protocol: str, name: str) -> d
 
     landmarks = np.stack([np.asarray(r.landmarks, dtype=np.float64) for r in records])
     boxes = np.asarray([r.box for r in records], dtype=np.float64)
-    errors = nme(predictions, landmarks, protocol, boxes=boxes)
-    return summarize(errors, protocol, name=name)
+    p = get_protocol(protocol)  # the script's edge: the --protocol name becomes the object once
+    errors = nme(predictions, landmarks, p, boxes=boxes)
+    return summarize(errors, p, name=name)
 
 
 def markdown_row(result: dict) -> str:

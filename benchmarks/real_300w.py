@@ -21,10 +21,10 @@ import platform
 import time
 from pathlib import Path
 
+from sepbn.assembly import build_datasets
+from sepbn.checkpoint import load_model
 from sepbn.config import load_config
 from sepbn.evaluation.evaluate import evaluate
-from sepbn.checkpoint import load_model
-from sepbn.train.data import build_datasets
 from sepbn.train.loop import train
 
 from real_splits import write_split  # noqa: E402  (benchmarks/ is the script's folder)

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from .io import atomic_folder, atomic_write, atomic_write_bytes, atomic_write_text
+from .protocols import Protocol, get_protocol
 
 __all__ = [
     "atomic_write",
@@ -45,6 +46,7 @@ __all__ = [
     "load_checkpoint",
     "save_weights",
     "load_model",
+    "checkpoint_protocols",
     "rng_state",
     "set_rng_state",
     "state_bytes",
@@ -179,3 +181,16 @@ def load_model(path: str | Path, map_location: Any = "cpu"):
     except RuntimeError as e:
         raise ValueError(f"{path}: weights do not match model_args {meta['model_args']}: {e}") from None
     return model.eval(), meta
+
+
+def checkpoint_protocols(meta: dict) -> dict[str, Protocol]:
+    """The protocol of every head, in head order, from the definitions the checkpoint stores (so a
+    user's protocol needs no file); checkpoints without them name built-in protocols."""
+    stored = meta.get("protocols") or {}
+    out = {}
+    for name in meta["model_args"]["protocols"]:
+        try:
+            out[name] = get_protocol(stored.get(name, name))
+        except ValueError as e:
+            raise ValueError(f"checkpoint lacks the definition of protocol {name!r} ({e})") from None
+    return out

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from .protocols import Protocol, get_protocol, protocol_spec
+
 __all__ = [
     "ModelConfig",
     "DatasetConfig",
@@ -65,12 +67,15 @@ class ModelConfig:
 class DatasetConfig:
     """One annotated dataset: ``sepbn.data.read_records(fmt, source, images=, split=)``.
 
-    Relative ``source`` and ``images`` paths are resolved against ``data.root``.
+    Relative ``source`` and ``images`` paths are resolved against ``data.root``. ``protocol`` is
+    resolved here, once: a built-in name, a ``.json`` / ``.toml`` file (relative to the working
+    directory) or an inline definition become a :class:`~sepbn.protocols.Protocol`; a written
+    config stores a user's protocol as its full definition, so the run does not need the file.
     """
 
     fmt: str
     source: str
-    protocol: str
+    protocol: Protocol
     name: str | None = None  # shown in logs and results; default "<fmt>-<split>" or "<fmt>"
     split: str | None = None
     images: str | None = None
@@ -79,6 +84,10 @@ class DatasetConfig:
     options: dict = field(default_factory=dict)  # extra keyword arguments of read_records
     pose_domains: str | None = None  # "yaw" | "kmeans": label pose sub-domains (brute-force SepBN)
     pose_threshold: float = 0.55  # |yaw score| beyond which a face is a profile (method "yaw")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.protocol, Protocol):  # built in code rather than read by load_config
+            object.__setattr__(self, "protocol", get_protocol(self.protocol))
 
 
 @dataclass(frozen=True)
@@ -219,6 +228,11 @@ def _type_name(tp: Any) -> str:
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against annotation ``tp``; convert lists to tuples and tables to dataclasses."""
+    if tp is Protocol:  # the edge: a name, a file or a definition becomes the object, once
+        try:
+            return get_protocol(value)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"{key}: {e}") from None
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -297,6 +311,8 @@ def config_from_dict(d: Mapping) -> Config:
 
 def config_to_dict(c: Any) -> Any:
     """A JSON-able nested dict (tuples become lists); ``config_from_dict`` reads it back."""
+    if isinstance(c, Protocol):
+        return protocol_spec(c)
     if dataclasses.is_dataclass(c):
         return {f.name: config_to_dict(getattr(c, f.name)) for f in dataclasses.fields(c)}
     if isinstance(c, (list, tuple)):
@@ -458,7 +474,7 @@ def format_config(c: Config) -> str:
 
     def dataclass_table(prefix: str, k: str) -> bool:
         tp = _field_type(f"{prefix}.{k}" if prefix else k)
-        return dataclasses.is_dataclass(tp)
+        return dataclasses.is_dataclass(tp) and tp is not Protocol  # a definition is written inline
 
     emit("", config_to_dict(c))
     return "\n".join(lines).strip() + "\n"

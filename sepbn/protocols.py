@@ -46,6 +46,7 @@ __all__ = [
     "protocol_from_dict",
     "protocol_spec",
     "require_protocol",
+    "spec_name",
     "WFLW_ATTRIBUTES",
 ]
 
@@ -490,6 +491,16 @@ def protocol_spec(protocol: Protocol) -> str | dict:
     """What :func:`get_protocol` reads back to ``protocol``: a built-in's name, else its full definition
     (so configs and checkpoints of a user's protocol do not depend on its file)."""
     return protocol.name if PROTOCOLS.get(protocol.name) == protocol else protocol.to_dict()
+
+
+def spec_name(spec: str | Mapping | Protocol) -> str:
+    """The protocol name a stored spec stands for (a name, a file path, a definition), reading no file."""
+    if isinstance(spec, Protocol):
+        return spec.name
+    if isinstance(spec, Mapping):
+        return str(spec.get("name", ""))
+    text = str(spec)
+    return Path(text).stem if text.lower().endswith((".json", ".toml")) else text
 
 
 def require_protocol(protocol: object) -> Protocol:

@@ -6,6 +6,7 @@ import re
 import pytest
 
 from sepbn.config import Config, ConfigError, config_from_dict, config_to_dict, format_config, load_config
+from sepbn.protocols import Protocol
 
 TOML = """
 name = "tiny"
@@ -48,7 +49,7 @@ def test_load_toml_with_overrides(tmp_path):
     c = load_config(_write(tmp_path, TOML), ["optim.lr=0.01", "data.train.1.limit=5", "train.amp=bf16",
                                              "model.norm_kwargs.num_groups=2", "data.root=/x"])
     assert c.optim.lr == 0.01 and isinstance(c.optim.lr, float)
-    assert [d.protocol for d in c.data.train] == ["300w68", "5pt"]
+    assert [d.protocol.name for d in c.data.train] == ["300w68", "5pt"]
     assert c.data.train[1].limit == 5 and c.data.train[0].limit is None
     assert c.model.norm_kwargs == {"num_branches": 3, "num_groups": 2}
     assert c.train.amp == "bf16" and c.data.root == "/x"
@@ -105,3 +106,23 @@ def test_every_shipped_config_loads():
             continue
         c = load_config(f)
         assert c.data.train, f
+
+
+def test_protocol_resolved_once_and_written_with_its_definition(tmp_path):
+    proto = tmp_path / "tri3.json"
+    proto.write_text(json.dumps({"name": "tri3", "num_points": 3, "flip_perm": [1, 0, 2],
+                                 "normalizer": {"kind": "points", "left": [0], "right": [1]}}))
+    table = '[[data.train]]\nfmt = "csv"\nsource = "a.csv"\nprotocol = "{}"\n'
+    c = load_config(_write(tmp_path, table.format(proto) + table.format("300w")))
+    tri3, w300 = (d.protocol for d in c.data.train)
+    assert isinstance(tri3, Protocol) and tri3.num_points == 3 and w300.name == "300w68"
+    text = format_config(c)
+    assert 'protocol = "300w68"' in text and str(proto) not in text  # built-in by name, a user's inline
+    proto.unlink()
+    again = tmp_path / "again.toml"
+    again.write_text(text)
+    assert load_config(again) == c
+    with pytest.raises(ConfigError, match=r"data.train\[0\].protocol: .*tri3.json: cannot read"):
+        load_config(_write(tmp_path, table.format(proto)))
+    with pytest.raises(ConfigError, match=r"data.train.0.protocol=nope: expected Protocol|unknown protocol 'nope'"):
+        load_config(_write(tmp_path, table.format("300w")), ["data.train.0.protocol=nope"])

@@ -4,11 +4,14 @@ unique and commute with both flips, user-defined protocols load from TOML/JSON, 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from sepbn.data import FIVE_POINT, PROTOCOLS, get_protocol, load_protocol
+from sepbn.protocols import (FIVE_POINT, PROTOCOLS, W300_68, get_protocol, load_protocol, protocol_from_dict,
+                             protocol_spec, require_protocol, spec_name)
 
 ALL = sorted(PROTOCOLS)
 
@@ -164,3 +167,33 @@ def test_unknown_name_and_no_inference():
     with pytest.raises(ValueError, match="unknown protocol '68'"):
         get_protocol("68")
     assert get_protocol("WFLW") is PROTOCOLS["wflw98"] and get_protocol("mtfl") is FIVE_POINT
+
+
+def test_models_and_metrics_run_without_opencv():
+    # the vocabulary is on the ground floor: building a network and scoring it loads no reader nor cv2
+    code = ("import sys, numpy as np\n"
+            "from sepbn.models import create_model\n"
+            "from sepbn.evaluation.metrics import nme\n"
+            "from sepbn.protocols import FIVE_POINT\n"
+            "net = create_model('vanilla', [FIVE_POINT], width=1 / 16, input_size=64)\n"
+            "gt = np.array([[[0, 0], [10, 0], [5, 5], [2, 8], [8, 8]]], float)\n"
+            "assert nme(gt + 1, gt, FIVE_POINT).shape == (1,)\n"
+            "print(sorted(m for m in sys.modules if m == 'cv2' or m.startswith('sepbn.data')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_one_resolver_and_the_spec_that_reads_back(tmp_path):
+    custom = protocol_from_dict({"name": "tri3", "num_points": 3, "flip_perm": [1, 0, 2],
+                                 "normalizer": {"kind": "points", "left": [0], "right": [1]}})
+    assert protocol_spec(W300_68) == "300w68" and get_protocol(protocol_spec(W300_68)) is W300_68
+    assert get_protocol(protocol_spec(custom)) == custom  # a user's protocol: its full definition
+    assert custom.answers_to("tri3") and W300_68.answers_to("300w") and not W300_68.answers_to("tri3")
+    assert spec_name(str(tmp_path / "tri3.json")) == "tri3" and spec_name(custom.to_dict()) == "tri3"
+    with pytest.raises(TypeError, match="resolve names once"):
+        require_protocol("300w68")
+    with pytest.raises(ValueError, match="missing.json: cannot read"):
+        get_protocol(str(tmp_path / "missing.json"))
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json: "):
+        get_protocol(str(tmp_path / "bad.json"))

@@ -43,29 +43,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _entries(args, meta) -> list:
-    from ..config import DatasetConfig
+    from ..assembly import checkpoint_entries
+    from ..checkpoint import checkpoint_protocols
 
-    if not args.data:
-        raise ValueError("give at least one --data FMT:SOURCE")
-    heads = list(meta["model_args"]["protocols"])
-    protocols = list(args.protocol)
-    if len(protocols) not in (0, 1, len(args.data)):
-        raise ValueError(f"--protocol given {len(protocols)} times for {len(args.data)} --data; give it once or once each")
-    if not protocols:
-        if len(heads) != 1:
-            raise ValueError(f"the checkpoint has heads {heads}; choose the data's protocol with --protocol")
-        protocols = heads
-    protocols = protocols * len(args.data) if len(protocols) == 1 else protocols
-    trained = {d["protocol"]: d for d in (meta.get("config") or {}).get("data", {}).get("train", [])}
-    out = []
-    for spec, protocol in zip(args.data, protocols):
-        fmt, sep, source = spec.partition(":")
-        if not sep or not source:
-            raise ValueError(f"--data expects FMT:SOURCE, got {spec!r}")
-        box_scale = args.box_scale if args.box_scale is not None else trained.get(protocol, {}).get("box_scale")
-        out.append(DatasetConfig(fmt=fmt, source=source, protocol=protocol, split=args.split, images=args.images,
-                                 box_scale=box_scale))
-    return out
+    return checkpoint_entries(args.data, args.protocol, checkpoint_protocols(meta), meta.get("config"),
+                              split=args.split, images=args.images, box_scale=args.box_scale)
 
 
 def _subsets(sizes: list[int], max_faces: int, seed: int) -> list[np.ndarray]:
@@ -77,10 +59,10 @@ def _subsets(sizes: list[int], max_faces: int, seed: int) -> list[np.ndarray]:
     return [np.sort(rng.choice(n, max(1, int(max_faces * n / total)), replace=False)) for n in sizes]
 
 
-def _labels(records: list, protocol: str, method: str) -> dict[str, list[str]]:
+def _labels(records: list, protocol, method: str) -> dict[str, list[str]]:
     """Per-face sub-domain labels: pose domain, and each WFLW attribute the records carry."""
     from ..data.pose_domains import assign_pose_domains
-    from ..data.protocols import WFLW_ATTRIBUTES
+    from ..protocols import WFLW_ATTRIBUTES
 
     if not all("domain" in r.attributes for r in records):
         records = assign_pose_domains(records, protocol, method=method)
@@ -110,7 +92,7 @@ def _collect(model, datasets: dict, subsets: list, args, device):
 
     for (name, ds), idx in zip(datasets.items(), subsets):
         groupings["dataset"] += [name] * len(idx)
-        for key, values in _labels([ds.records[i] for i in idx], ds.protocol.name, args.pose_domains).items():
+        for key, values in _labels([ds.records[i] for i in idx], ds.protocol, args.pose_domains).items():
             groupings.setdefault(key, []).extend(values)
     n = len(groupings["dataset"])
     groupings = {k: np.asarray(v) for k, v in groupings.items() if len(v) == n}  # attributes all datasets share
@@ -141,8 +123,7 @@ def run(args: argparse.Namespace) -> int:
     from ..config import DataConfig
     from ..evaluation import analysis as A
     from ..evaluation import analysis_plots as P
-    from ..train.data import build_datasets
-    from ..train.loop import resolve_device
+    from ..assembly import build_datasets, resolve_device
 
     try:
         model, meta = load_model(args.checkpoint)

@@ -156,10 +156,9 @@ def run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..data.synth import generate
     from ..evaluation.evaluate import evaluate
-    from ..study.report import verdict
+    from ..assembly import build_datasets
+    from ..study.report import verdict, write_table
     from ..study.table import plot_mean_ced
-    from ..train.data import build_datasets
-    from .study import write_table
 
     out = Path(args.out)
     configs = Path(args.configs)

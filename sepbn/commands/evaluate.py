@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..config import DataConfig, load_config
+from ..errors import UsageError
 from ..io import atomic_write_text
 
 
@@ -38,28 +40,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _entries(args, meta):
-    from ..config import DatasetConfig, load_config
+    from ..assembly import checkpoint_entries
+    from ..checkpoint import checkpoint_protocols
 
-    heads = list(meta["model_args"]["protocols"])
-    train_cfg = meta.get("config") or {}
-    trained = {d["protocol"]: d for d in train_cfg.get("data", {}).get("train", [])}
     if args.config:
         cfg = load_config(args.config)
         return cfg.data, list(cfg.data.val)
-    from ..config import DataConfig
-
-    out = []
-    for spec in args.data:
-        fmt, sep, source = spec.partition(":")
-        if not sep or not source:
-            raise ValueError(f"--data expects FMT:SOURCE, got {spec!r}")
-        protocol = args.protocol or (heads[0] if len(heads) == 1 else None)
-        if protocol is None:
-            raise ValueError(f"the checkpoint has heads {heads}; choose one with --protocol")
-        box_scale = args.box_scale if args.box_scale is not None else trained.get(protocol, {}).get("box_scale")
-        out.append(DatasetConfig(fmt=fmt, source=source, protocol=protocol, split=args.split,
-                                 images=args.images, box_scale=box_scale))
-    return DataConfig(), out
+    protocols = [args.protocol] if args.protocol else []
+    return DataConfig(), checkpoint_entries(args.data, protocols, checkpoint_protocols(meta), meta.get("config"),
+                                            split=args.split, images=args.images, box_scale=args.box_scale)
 
 
 def format_results(results: list[dict]) -> str:
@@ -87,16 +76,17 @@ def _row(name: str, s: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # torch and the data stack load when the command runs, not when the CLI builds its parser
+    from ..assembly import build_datasets, dataset_names, resolve_device
     from ..checkpoint import load_model
-    from ..errors import UsageError
     from ..evaluation.evaluate import evaluate
-    from ..train.data import build_datasets, dataset_names
-    from ..train.loop import resolve_device
 
+    if not args.data and not args.config:
+        raise UsageError("give --data FMT:SOURCE, or --config with [[data.val]]")
     model, meta = load_model(args.checkpoint)
     data_cfg, entries = _entries(args, meta)
     if not entries:
-        raise UsageError("give --data FMT:SOURCE, or --config with [[data.val]]")
+        raise UsageError(f"{args.config}: no [[data.val]] datasets to evaluate")
     device = resolve_device(args.device)
     model.to(device)
     size = int(meta["model_args"].get("input_size", 128))

@@ -47,30 +47,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     ev.add_argument("folder", help="run folder DIR/<variant>/seed<k>")
 
 
-def write_table(out: Path, baseline: str | None = None) -> str:
-    """Build the table of study folder ``out``, write table.json / table.md / ced*.png; return the markdown.
-
-    With another ``baseline`` than the study's, the files are ``table-vs-<baseline>.json/.md``.
-    """
-    from ..study.report import format_markdown
-    from ..study.table import build_table, plot_mean_ced
-
-    table = build_table(out, baseline)
-    text = format_markdown(table)
-    stem = "table" if baseline is None else f"table-vs-{baseline}"
-    atomic_write_text(out / f"{stem}.json", json.dumps(table, indent=2))
-    atomic_write_text(out / f"{stem}.md", text)
-    threshold = table["eval"]["fr_thresholds"][-1]
-    plots = []
-    for i, (ds, entry) in enumerate(table["datasets"].items()):
-        path = out / ("ced.png" if i == 0 else f"ced-{ds}.png")
-        if plot_mean_ced(out, ds, path, threshold, entry.get("normalizer", "NME")) is not None:
-            plots.append(str(path))
-    if plots:
-        text += f"\nCED (mean over seeds): {', '.join(plots)}\n"
-    return text
-
-
 def _parse_parameters(items: list[str]) -> dict:
     out = {}
     for item in items:
@@ -85,6 +61,7 @@ def _parse_parameters(items: list[str]) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ..study.report import write_table
     from ..study.runner import run_jobs
     from ..study.spec import check_study, load_study, study_jobs, study_to_dict
 
@@ -153,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
         if args.study_command == "run":
             return _run(args)
         if args.study_command == "table":
+            from ..study.report import write_table
+
             print(write_table(Path(args.folder), args.baseline))
             return 0
         if args.study_command == "check":

@@ -44,7 +44,7 @@ from typing import Sequence
 import numpy as np
 
 from .cache import FaceCache, ensure_cache
-from .protocols import Protocol, get_protocol
+from ..protocols import Protocol, get_protocol
 from .records import FaceRecord
 from .transforms import (
     AugmentConfig,
@@ -62,19 +62,12 @@ from .transforms import (
 __all__ = ["LandmarkDataset"]
 
 
-def _protocol_key(name: str) -> str:
-    try:
-        return get_protocol(name).name
-    except ValueError:  # a user-defined protocol that is not registered
-        return str(name).lower()
-
-
 class LandmarkDataset:
     """Faces of one protocol, cropped and (with ``train=True``) augmented.
 
     Args:
         records: the faces; every record must use ``protocol``.
-        protocol: a protocol name or :class:`Protocol`.
+        protocol: the :class:`Protocol` (a built-in name is resolved once by ``get_protocol``).
         train: draw an augmentation per sample (``augment``, default the paper's).
         image_size: S, the side of the square crop (128 in the paper).
         augment: an :class:`AugmentConfig` used when ``train``; None means ``AugmentConfig()``.
@@ -103,7 +96,7 @@ class LandmarkDataset:
             raise ValueError(f"box_scale must be > 0, got {box_scale}")
         L = self.protocol.num_points
         for i, rec in enumerate(self.records):
-            if _protocol_key(rec.protocol) != self.protocol.name:
+            if not self.protocol.answers_to(rec.protocol):
                 raise ValueError(f"{rec.source or i}: record has protocol {rec.protocol!r}, "
                                  f"the dataset {self.protocol.name!r}")
             if np.shape(rec.landmarks) != (L, 2):

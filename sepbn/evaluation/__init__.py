@@ -1,4 +1,4 @@
-"""sepbn.evaluation: pure metric functions (NME, FR, AUC, CED, WFLW subsets)."""
+"""sepbn.evaluation: pure metric functions (NME, FR, AUC, CED, WFLW subsets); numpy only."""
 
 from .metrics import (
     SubsetRow,
@@ -18,6 +18,5 @@ __all__ = [
     "normalizer_label", "plot_ced", "wflw_subset_table",
 ]
 
-from .evaluate import EvalResult, evaluate  # noqa: E402  (needs torch; the metrics above do not)
-
-__all__ += ["EvalResult", "evaluate"]
+# evaluate() lives in sepbn.evaluation.evaluate: it needs torch and the crop maths (OpenCV), which
+# the metrics above must not load (they run below the data stack).

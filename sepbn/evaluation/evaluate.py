@@ -26,9 +26,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..data.protocols import WFLW_ATTRIBUTES, get_protocol
 from ..data.transforms import to_original
+from ..models.tta import flip_average
 from ..nn.bruteforce import BruteForceSepBN2d, best_per_sample, domains
+from ..protocols import WFLW_ATTRIBUTES, Protocol, require_protocol
 from .metrics import auc, failure_rate, nme, normalizer_label, plot_ced, wflw_subset_table
 
 __all__ = ["EvalResult", "predict", "evaluate", "summarize", "num_domain_branches"]
@@ -48,7 +49,7 @@ class EvalResult:
     """
 
     name: str
-    protocol: str
+    protocol: Protocol
     predictions: np.ndarray
     landmarks: np.ndarray
     boxes: np.ndarray
@@ -91,20 +92,24 @@ def _check_branch(branch: Branch, k: int) -> Branch:
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, data: Any, protocol: str, *, batch_size: int = 32,
+def predict(model: torch.nn.Module, data: Any, protocol: Protocol, *, batch_size: int = 32,
             device: str | torch.device = "cpu", workers: int = 0, branch: Branch = None,
-            normalizer: str | None = None) -> dict[str, np.ndarray]:
+            normalizer: str | None = None, flip: bool = False) -> dict[str, np.ndarray]:
     """Run ``model``'s ``protocol`` head over ``data`` (a LandmarkDataset or a DataLoader of
     ``collate_landmarks`` batches); arrays in original pixels, in dataset order.
 
     ``branch`` (brute-force SepBN networks only, default ``"best"``): an int, ``"label"`` or
-    ``"best"`` (per face the branch of lowest NME under ``normalizer``), see the module doc."""
+    ``"best"`` (per face the branch of lowest NME under ``normalizer``), see the module doc.
+    ``flip``: average each face's prediction with the one on its mirror image (`flip_average`)."""
     device = torch.device(device)
+    spec = require_protocol(protocol)
+    protocol = spec.name  # the head's and the batches' key
     heads = getattr(model, "output_protocols", None)
     if heads is not None and protocol not in heads:
         raise ValueError(f"the model predicts {list(heads)}, not protocol {protocol!r}")
     k = num_domain_branches(model)
     branch = _check_branch(branch, k)
+    flip_perm = spec.flip_perm if flip else None
     was_training = model.training
     model.eval()
     keys = ("predictions", "landmarks", "boxes", "indices", "domains", "branches")
@@ -120,9 +125,12 @@ def predict(model: torch.nn.Module, data: Any, protocol: str, *, batch_size: int
             boxes = batch["box"].numpy().astype(np.float64)
 
             def run(route: Any) -> np.ndarray:
+                def forward(x: torch.Tensor) -> torch.Tensor:
+                    return model(x, protocols=protocol)[protocol].float()
+
                 with domains(route) if route is not None else contextlib.nullcontext():
-                    u = model(images, protocols=protocol)[protocol].float().cpu().numpy()
-                return to_original(u, inverse, size)
+                    u = forward(images) if flip_perm is None else flip_average(forward, images, flip_perm)
+                return to_original(u.cpu().numpy(), inverse, size)
 
             if branch is None or isinstance(branch, int):
                 points = run(branch)
@@ -136,7 +144,7 @@ def predict(model: torch.nn.Module, data: Any, protocol: str, *, batch_size: int
             else:  # "best": the paper's test of brute-force SepBN, one pass per branch
                 outputs = [torch.from_numpy(run(j)) for j in range(k)]
                 best, choice = best_per_sample(outputs, lambda out: torch.from_numpy(
-                    nme(out.numpy(), landmarks, protocol, boxes=boxes, normalizer=normalizer)))
+                    nme(out.numpy(), landmarks, spec, boxes=boxes, normalizer=normalizer)))
                 points, chosen = best.numpy(), choice.numpy()
             parts["predictions"].append(points)
             parts["landmarks"].append(landmarks)
@@ -160,12 +168,12 @@ def _rates(e: np.ndarray, thresholds: Sequence[float]) -> dict[str, float]:
     return out
 
 
-def summarize(errors: np.ndarray, protocol: str, *, normalizer: str | None = None,
+def summarize(errors: np.ndarray, protocol: Protocol, *, normalizer: str | None = None,
               attributes: Sequence[dict] | None = None, domains: np.ndarray | None = None,
               domain_names: dict[int, str] | None = None, thresholds: Sequence[float] = THRESHOLDS,
               name: str = "") -> dict:
     """The summary dict of one dataset's per-face errors (fractions)."""
-    p = get_protocol(protocol)
+    p = require_protocol(protocol)
     out: dict[str, Any] = {"dataset": name, "protocol": p.name,
                            "normalizer": normalizer_label(p, normalizer), **_rates(errors, thresholds)}
     if attributes is not None and all(all(k in a for k in WFLW_ATTRIBUTES) for a in attributes):
@@ -181,23 +189,24 @@ def summarize(errors: np.ndarray, protocol: str, *, normalizer: str | None = Non
     return out
 
 
-def evaluate(model: torch.nn.Module, data: Any, protocol: str | None = None, *, normalizer: str | None = None,
+def evaluate(model: torch.nn.Module, data: Any, protocol: Protocol | None = None, *, normalizer: str | None = None,
              batch_size: int = 32, device: str | torch.device = "cpu", workers: int = 0,
              thresholds: Sequence[float] = THRESHOLDS, ced_path: str | Path | None = None,
-             name: str = "", branch: Branch = None) -> EvalResult:
+             name: str = "", branch: Branch = None, flip: bool = False) -> EvalResult:
     """Evaluate ``model`` on a ``LandmarkDataset`` (or a DataLoader over one).
 
-    ``protocol`` defaults to the dataset's; ``normalizer`` names one of the protocol's
+    ``protocol`` (a :class:`Protocol`) defaults to the dataset's; ``normalizer`` names one of the protocol's
     normalisers (default: the paper's). The records' ``attributes`` supply the WFLW flags and
-    the SynthFaces domain names. ``branch``: see `predict` (brute-force SepBN networks).
+    the SynthFaces domain names. ``branch``: see `predict` (brute-force SepBN networks); ``flip``:
+    flip averaging (`predict`), recorded in the summary.
     """
     dataset = data.dataset if isinstance(data, torch.utils.data.DataLoader) else data
-    ds_protocol = getattr(getattr(dataset, "protocol", None), "name", None)
-    protocol = get_protocol(protocol or ds_protocol).name
+    ds_protocol = getattr(dataset, "protocol", None)
+    protocol = require_protocol(protocol or ds_protocol)
     if ds_protocol is not None and ds_protocol != protocol:
-        raise ValueError(f"dataset is annotated in {ds_protocol!r}, evaluation asked for {protocol!r}")
+        raise ValueError(f"dataset is annotated in {ds_protocol.name!r}, evaluation asked for {protocol.name!r}")
     out = predict(model, data, protocol, batch_size=batch_size, device=device, workers=workers,
-                  branch=branch, normalizer=normalizer)
+                  branch=branch, normalizer=normalizer, flip=flip)
     errors = nme(out["predictions"], out["landmarks"], protocol, boxes=out["boxes"], normalizer=normalizer)
     records = getattr(dataset, "records", None)
     attributes = domain_names = None
@@ -207,11 +216,12 @@ def evaluate(model: torch.nn.Module, data: Any, protocol: str | None = None, *, 
                         for a in attributes if "domain_id" in a}
     summary = summarize(errors, protocol, normalizer=normalizer, attributes=attributes, domains=out["domains"],
                         domain_names=domain_names, thresholds=thresholds, name=name)
+    summary["flip"] = bool(flip)
     if np.any(out["branches"] >= 0):
         k = num_domain_branches(model)
         summary["branch"] = _check_branch(branch, k)
         summary["branch_counts"] = np.bincount(out["branches"], minlength=k).tolist()
     if ced_path is not None:
-        summary["ced"] = str(plot_ced({name or protocol: errors}, max(thresholds), ced_path,
+        summary["ced"] = str(plot_ced({name or protocol.name: errors}, max(thresholds), ced_path,
                                       xlabel=summary["normalizer"]))
     return EvalResult(name=name, protocol=protocol, errors=errors, summary=summary, **out)

@@ -3,7 +3,7 @@
     NME = 1/L * sum_j ||p_j - g_j||_2 / d                                  (eq. 8, a fraction)
 
 computed per face in ORIGINAL image coordinates, with ``d`` the protocol's normaliser (section
-V-A: inter-ocular for WFLW and COFW, the face box for AFLW; see :mod:`sepbn.data.protocols`).
+V-A: inter-ocular for WFLW and COFW, the face box for AFLW; see :mod:`sepbn.protocols`).
 Every function returns fractions; tables multiply by 100. Always print the normaliser with a
 number (:func:`normalizer_label`): inter-pupil NME on 300-W is about 1.39x the inter-ocular one.
 
@@ -12,7 +12,8 @@ CED(e) is the share of faces whose NME is <= e. ``failure_rate(errors, t)`` is t
 on the vertices of the CED step curve over the sorted errors (the limit of the fine-step
 ``simps`` integration used by the WFLW literature); it equals ``mean(max(0, 1 - e_i / t))``.
 
-Pure numpy; imports only :mod:`sepbn.data.protocols` (matplotlib inside :func:`plot_ced`).
+Pure numpy; imports only :mod:`sepbn.protocols` and :mod:`sepbn.io` (matplotlib inside :func:`plot_ced`),
+never OpenCV or the readers. Functions take :class:`~sepbn.protocols.Protocol` objects, never names.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from sepbn.data.protocols import WFLW_ATTRIBUTES, Normalizer, Protocol, get_protocol
+from ..io import atomic_path
+from ..protocols import WFLW_ATTRIBUTES, Normalizer, Protocol, require_protocol
 
 __all__ = [
     "nme",
@@ -39,21 +41,22 @@ __all__ = [
 ]
 
 
-def _normalizer(protocol: str | Protocol, normalizer: str | Normalizer | None) -> Normalizer:
+def _normalizer(protocol: Protocol, normalizer: str | Normalizer | None) -> Normalizer:
     if isinstance(normalizer, Normalizer):
         return normalizer
-    return get_protocol(protocol).normalizer(normalizer)
+    return protocol.normalizer(normalizer)
 
 
-def normalizer_label(protocol: str | Protocol, normalizer: str | Normalizer | None = None) -> str:
+def normalizer_label(protocol: Protocol, normalizer: str | Normalizer | None = None) -> str:
     """Text naming the normaliser, e.g. ``"NME (wflw98, inter-ocular (60, 72))"``."""
-    return f"NME ({get_protocol(protocol).name}, {_normalizer(protocol, normalizer).name})"
+    p = require_protocol(protocol)
+    return f"NME ({p.name}, {_normalizer(p, normalizer).name})"
 
 
 def nme(
     pred: np.ndarray,
     gt: np.ndarray,
-    protocol: str | Protocol,
+    protocol: Protocol,
     boxes: np.ndarray | None = None,
     normalizer: str | Normalizer | None = None,
 ) -> np.ndarray:
@@ -63,12 +66,13 @@ def nme(
     :class:`Normalizer`; box normalisers need ``boxes`` (N, 4) as (x_min, y_min, x_max, y_max).
 
     >>> gt = np.array([[0, 0], [10, 0], [5, 5], [2, 8], [8, 8]], float)  # eye centres 10 px apart
-    >>> nme(gt + [3, 4], gt, "5pt").tolist()  # 5 px off everywhere
+    >>> from sepbn.protocols import FIVE_POINT
+    >>> nme(gt + [3, 4], gt, FIVE_POINT).tolist()  # 5 px off everywhere
     [0.5]
-    >>> nme(gt + [3, 4], gt, "5pt", boxes=[[0, 0, 30, 40]], normalizer="box-diag").tolist()
+    >>> nme(gt + [3, 4], gt, FIVE_POINT, boxes=[[0, 0, 30, 40]], normalizer="box-diag").tolist()
     [0.1]
     """
-    p = get_protocol(protocol)
+    p = require_protocol(protocol)
     pred = np.asarray(pred, dtype=np.float64)
     gt = np.asarray(gt, dtype=np.float64)
     if gt.ndim == 2:
@@ -117,17 +121,19 @@ def ced(errors: np.ndarray, threshold: float = 0.1, steps: int = 1001) -> tuple[
 
 
 def plot_ced(
-    curves: Mapping[str, np.ndarray],
+    curves: Mapping[str, np.ndarray | Sequence[np.ndarray]],
     threshold: float,
     path: str | Path,
     *,
     title: str = "",
     xlabel: str = "NME",
+    ylabel: str = "share of faces",
 ) -> Path:
-    """Write the CED curves (name -> per-face errors) to an image file; returns the path.
+    """Write the CED curves to a PNG file (atomically); returns the path.
 
-    The legend gives each curve's mean NME and AUC in percent; pass the normaliser
-    (:func:`normalizer_label`) as ``xlabel``.
+    ``curves``: name -> one run's per-face errors, or a list of runs' errors (seeds), drawn as the
+    mean of their CED curves. The legend gives each curve's mean NME and AUC in percent (means over
+    runs); pass the normaliser (:func:`normalizer_label`) as ``xlabel``.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -135,21 +141,26 @@ def plot_ced(
     fig = Figure(figsize=(5, 4), dpi=120)  # Agg canvas, no pyplot: the caller's backend is left alone
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    for name, errors in curves.items():
-        x, y = ced(errors, threshold)
-        e = _errors(errors)
-        ax.plot(100 * x, y, label=f"{name}: NME {100 * e.mean():.2f}%, AUC@{100 * threshold:g}% {100 * auc(e, threshold):.2f}")
+    for name, value in curves.items():
+        single = isinstance(value, np.ndarray) or not len(value) or np.ndim(value[0]) == 0
+        runs = [_errors(value)] if single else [_errors(v) for v in value]
+        x = ced(runs[0], threshold)[0]
+        y = np.mean([ced(e, threshold)[1] for e in runs], axis=0)
+        seeds = f" ({len(runs)} seeds)" if len(runs) > 1 else ""
+        ax.plot(100 * x, y, label=f"{name}{seeds}: NME {100 * np.mean([e.mean() for e in runs]):.2f}%, "
+                                  f"AUC@{100 * threshold:g}% {100 * np.mean([auc(e, threshold) for e in runs]):.2f}")
     ax.set_xlim(0, 100 * threshold)
     ax.set_ylim(0, 1)
     ax.set_xlabel(f"{xlabel} (%)")
-    ax.set_ylabel("share of faces")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right", fontsize=8 if len(curves) < 5 else 7)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     return path
 
 

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from sepbn.data.protocols import Protocol, get_protocol, protocol_from_dict
+from sepbn.checkpoint import checkpoint_protocols
+from sepbn.protocols import PROTOCOLS, Protocol, get_protocol, spec_name
 from sepbn.data.records import read_image
 from sepbn.data.transforms import (
     crop_matrix,
@@ -40,6 +41,7 @@ from sepbn.data.transforms import (
     to_original,
     warp_image,
 )
+from sepbn.models.tta import flip_average
 from sepbn.nn import BruteForceSepBN2d, RoutedAffine2d, domains, fuse_for_inference, sepbn_modules
 
 from .detector import BOX_CONVENTIONS, DETECTOR_CALIBRATION, BoxCalibration, FaceDetector
@@ -100,20 +102,16 @@ class FaceLandmarks:
 
 
 def _same_protocol(a: str, b: str) -> bool:
-    def key(n: str) -> str:
-        try:
-            return get_protocol(n).name
-        except ValueError:
-            return n.lower()
-
-    return key(a) == key(b)
+    """Whether two spellings (names, aliases, file paths) name the same protocol; reads no file."""
+    a, b = spec_name(a), spec_name(b)
+    return a == b or any(p.answers_to(a) and p.answers_to(b) for p in PROTOCOLS.values())
 
 
 def crop_spec_from_config(config: Mapping | None, protocol: str, input_size: int) -> CropSpec:
     """The crop of ``protocol``'s training data from a checkpoint's config dict (defaults when absent)."""
     data = (config or {}).get("data", {}) or {}
     for ds in data.get("train", ()) or ():
-        if isinstance(ds, Mapping) and _same_protocol(str(ds.get("protocol", "")), protocol):
+        if isinstance(ds, Mapping) and _same_protocol(spec_name(ds.get("protocol", "")), protocol):
             fmt = str(ds.get("fmt", "")).lower()
             scale = ds.get("box_scale")
             return CropSpec(int(input_size), 1.0 if scale is None else float(scale),
@@ -156,13 +154,6 @@ def _choose_protocol(path: str | os.PathLike, available: Sequence[str], protocol
     )
 
 
-def _protocol_object(name: str, meta: Mapping) -> Protocol:
-    stored = (meta.get("protocols") or {}).get(name)
-    if isinstance(stored, Mapping):
-        return protocol_from_dict(stored)
-    return get_protocol(name)
-
-
 def _rgb(image: np.ndarray | str | os.PathLike) -> np.ndarray:
     if isinstance(image, (str, os.PathLike)):
         return read_image(image)
@@ -192,11 +183,13 @@ class LandmarkDetector:
             by a domain label, unknown at test time); required for such networks, ignored otherwise.
         fuse: run ``sepbn.nn.fuse_for_inference(model)`` (BN and SepBN normalisation folded into the
             convolutions; same outputs, fewer passes). ``model`` itself is left unchanged.
+        flip: average each face's prediction with the one on its mirror image
+            (:func:`sepbn.models.tta.flip_average`; twice the network cost).
     """
 
     def __init__(self, model: nn.Module, protocol: Protocol | str, crop: CropSpec, *, device: str | torch.device = "cpu",
                  detector: FaceDetector | None = None, calibration: BoxCalibration | None = None,
-                 batch_size: int = 64, domain: int | None = None, fuse: bool = True) -> None:
+                 batch_size: int = 64, domain: int | None = None, fuse: bool = True, flip: bool = False) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         branches = {m.num_branches for m in model.modules() if isinstance(m, (BruteForceSepBN2d, RoutedAffine2d))}
@@ -216,6 +209,7 @@ class LandmarkDetector:
         self.detector = detector
         self.calibration = calibration
         self.batch_size = int(batch_size)
+        self.flip = bool(flip)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, protocol: str | None = None, device: str | torch.device = "cpu",
@@ -232,7 +226,12 @@ class LandmarkDetector:
         config = meta.get("config") or {}
         size = model_args.get("input_size") or (config.get("model") or {}).get("input_size") or 128
         crop = crop_spec_from_config(config, name, int(size))
-        return cls(model, _protocol_object(name, meta), crop, device=device, **kwargs)
+        # a weights folder may state how it is meant to run (bundled models do): box convention, flip
+        stated = meta.get("inference") or {}
+        if "box_convention" in stated:
+            crop = CropSpec(crop.input_size, crop.box_scale, str(stated["box_convention"]))
+        kwargs.setdefault("flip", bool(stated.get("flip", False)))
+        return cls(model, checkpoint_protocols(meta)[name], crop, device=device, **kwargs)
 
     @property
     def point_names(self) -> tuple[str, ...]:
@@ -261,6 +260,9 @@ class LandmarkDetector:
         inverse = np.stack([invert_affine(m) for m in mats]) if mats else np.zeros((0, 2, 3))
         return inputs, inverse
 
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x, self.protocol.name)[self.protocol.name].float()
+
     @torch.inference_mode()
     def forward_crops(self, inputs: np.ndarray) -> np.ndarray:
         """Normalised predictions (N, L, 2) for network inputs (N, 3, S, S), ``batch_size`` at a time."""
@@ -270,7 +272,8 @@ class LandmarkDetector:
         with routed:
             for start in range(0, len(inputs), self.batch_size):
                 x = torch.from_numpy(np.ascontiguousarray(inputs[start:start + self.batch_size])).to(self.device)
-                out.append(self.model(x, name)[name].float().cpu().numpy())
+                u = flip_average(self._forward, x, self.protocol.flip_perm) if self.flip else self._forward(x)
+                out.append(u.cpu().numpy())
         return np.concatenate(out)
 
     def predict(self, image: np.ndarray | str | os.PathLike, boxes: Iterable | None = None,
@@ -320,4 +323,4 @@ class LandmarkDetector:
         return (f"LandmarkDetector(protocol={self.protocol.name!r}, crop={self.crop}, device={self.device}, "
                 f"detector={det!r}, batch_size={self.batch_size}"
                 + ("" if self.domain is None else f", domain={self.domain}")
-                + ("" if self.fused else ", unfused") + ")")
+                + ("" if self.fused else ", unfused") + (", flip" if self.flip else "") + ")")

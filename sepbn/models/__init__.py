@@ -1,7 +1,7 @@
 """sepbn.models: the paper's networks (Table I, section V-D) and the multi-branch LandmarkNet (Fig. 5).
 
-Imports ``sepbn.nn`` for the layers; ``create_model`` looks protocol names up in
-``sepbn.data.protocols`` lazily, so importing this package never loads ``sepbn.data``.
+Imports ``sepbn.nn`` for the layers and ``sepbn.protocols`` (numpy only) for the vocabulary; it never
+loads ``sepbn.data`` or OpenCV.
 """
 
 from .factory import MODELS, NORMS, create_model, resolve_protocols

@@ -22,10 +22,10 @@ while a CNT model's branches match Fig. 5. ``model_args`` stores the resolved va
 stage-2 model (``LandmarkNet.select``) and every rebuilt checkpoint keep their adapters.
 
 Protocols: ``Protocol`` objects (anything with ``name`` and ``num_points``) are used as given;
-names are looked up with ``sepbn.data.protocols.get_protocol`` -- the single source of point
-counts -- imported only when a name needs it, so ``import sepbn.models`` never loads ``sepbn.data``
-(or cv2). ``model_args`` also stores ``num_points``, so networks for user-defined protocols
-rebuild without the protocol file.
+a built-in name is resolved once by ``sepbn.protocols.get_protocol`` (the ground floor, numpy only:
+``sepbn.models`` never loads ``sepbn.data`` or OpenCV). ``model_args`` also stores ``num_points``,
+so networks for user-defined protocols rebuild without the protocol file (their definitions travel
+in the checkpoint's ``protocols``).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from torch import nn
 
 from sepbn.nn import BruteForceSepBN2d, MixtureBatchNorm2d, SepBatchNorm2d, convert_to_sepbn
 
+from ..protocols import PROTOCOLS, get_protocol
 from .heads import FlattenHead, PooledHead
 from .landmark_net import LandmarkNet
 from .mobilenet import CLASSIFIER_DROPOUT, MobileNetV2Backbone
@@ -64,18 +65,12 @@ DEFAULT_PLACEMENT: dict[str, tuple] = {
 }
 
 
-def _lookup(name: str) -> Any:
-    """The built-in (or file-defined) Protocol called ``name``; ValueError if unknown."""
-    from sepbn.data.protocols import get_protocol  # lazily: models must not load the data stack
-
-    return get_protocol(name)
-
-
 def resolve_protocols(protocols: Sequence[Any], num_points: Mapping[str, int] | None = None) -> dict[str, int]:
     """Protocol names or objects -> {canonical name: L}, in the given order.
 
-    A name found in ``num_points`` uses that count (checked against the built-in table when the
-    name is also a built-in protocol); other names go through ``get_protocol`` (aliases, .json/.toml).
+    A name found in ``num_points`` uses that count (a rebuild from ``model_args``; checked against
+    the built-in table when the name is also a built-in protocol); other names go through
+    ``get_protocol`` (aliases, .json/.toml).
     """
     if isinstance(protocols, str) or hasattr(protocols, "num_points") or len(protocols) == 0:
         raise ValueError(f"protocols must be a non-empty sequence of names or Protocol objects, got {protocols!r}")
@@ -88,14 +83,11 @@ def resolve_protocols(protocols: Sequence[Any], num_points: Mapping[str, int] | 
             name, count = p.name, int(p.num_points)
         elif p in given:
             name, count = p, int(given[p])
-            try:
-                known = _lookup(p)
-            except ValueError:
-                known = None
-            if known is not None and known.name == p and known.num_points != count:
+            known = PROTOCOLS.get(p)
+            if known is not None and known.num_points != count:
                 raise ValueError(f"num_points[{p!r}] = {count} contradicts protocol {p!r} with {known.num_points} points")
         else:
-            proto = _lookup(p)
+            proto = get_protocol(p)
             name, count = proto.name, proto.num_points
         if name in out:
             raise ValueError(f"protocol {name!r} given twice in {list(protocols)!r}")
@@ -213,7 +205,7 @@ def create_model(
     Args:
         arch: ``"vanilla"`` (Table I), ``"resnext50"`` or ``"mobilenetv2"`` (section V-D).
         protocols: protocol names (``"wflw98"``, aliases such as ``"wflw"``, a .json/.toml path) or
-            :class:`~sepbn.data.protocols.Protocol` objects; one head each, in this order.
+            :class:`~sepbn.protocols.Protocol` objects; one head each, in this order.
         norm: ``"bn"``, ``"sepbn"`` (:class:`sepbn.nn.SepBatchNorm2d`), ``"bruteforce"``
             (:class:`sepbn.nn.BruteForceSepBN2d`, needs ``sepbn.nn.domains``) or ``"mixture"``
             (:class:`sepbn.nn.MixtureBatchNorm2d`, the authors' public-code variant).

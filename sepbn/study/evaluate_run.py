@@ -48,8 +48,7 @@ def evaluate_run(folder: str | Path) -> dict:
     from ..config import load_config
     from ..evaluation.evaluate import evaluate
     from ..checkpoint import load_model
-    from ..train.data import build_datasets
-    from ..train.loop import resolve_device
+    from ..assembly import build_datasets, resolve_device
 
     folder = Path(folder)
     spec_path = folder / "run.json"

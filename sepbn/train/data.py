@@ -1,4 +1,4 @@
-"""Datasets and the training DataLoader from a :class:`~sepbn.config.DataConfig` (paper sections IV, V-A).
+"""The training DataLoader and the pre-flight check from a :class:`~sepbn.config.DataConfig` (paper IV, V-A).
 
 Single-dataset training and CNT stage 1 use the same path: the training datasets, keyed by
 their names, go into one ``MultiProtocolDataset`` drawn by a ``ProportionalSampler`` (each face
@@ -13,123 +13,16 @@ dataset with ``options = {skip_invalid = true}``, those faces are left out, coun
 from __future__ import annotations
 
 import sys
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
-from ..config import Config, DataConfig, DatasetConfig
+from ..assembly import build_datasets, dataset_name, dataset_names, read_dataset_records, resolve
+from ..config import Config, DataConfig
 
+# dataset_name ... build_datasets live in sepbn.assembly (evaluation and studies use them too); re-exported
 __all__ = ["dataset_name", "dataset_names", "resolve", "read_dataset_records", "build_datasets", "train_loader",
            "Checked", "check_data", "preflight", "PreflightError"]
-
-
-def dataset_name(d: DatasetConfig) -> str:
-    """The name a dataset has in logs and results."""
-    if d.name:
-        return d.name
-    if d.split:
-        return f"{d.fmt}-{d.split}"
-    # a user's protocol file names the dataset by its stem, not by its path
-    return f"{d.fmt}-{Path(d.protocol).stem if d.protocol.endswith(('.json', '.toml')) else d.protocol}"
-
-
-def dataset_names(entries: Sequence[DatasetConfig]) -> list[str]:
-    """Names of ``entries``; repeated default names get ``-2``, ``-3`` ... (explicit names must be unique)."""
-    names: list[str] = []
-    for d in entries:
-        name = dataset_name(d)
-        if name in names:
-            if d.name:
-                raise ValueError(f"two datasets are named {name!r}; give them distinct 'name' keys")
-            k = 2
-            while f"{name}-{k}" in names:
-                k += 1
-            name = f"{name}-{k}"
-        names.append(name)
-    return names
-
-
-def resolve(root: str | Path, path: str | None) -> str | None:
-    """``path`` relative to the data root (absolute paths and None pass through)."""
-    if path is None:
-        return None
-    p = Path(path).expanduser()
-    return str(p if p.is_absolute() else Path(root).expanduser() / p)
-
-
-# formats whose files may hold any protocol (the official formats each hold one)
-GENERIC_FORMATS = ("csv", "jsonl", "coco")
-
-
-def read_dataset_records(data: DataConfig, d: DatasetConfig, protocol=None) -> list:
-    """The records of one configured dataset (``limit`` applied).
-
-    ``fmt = "synth"`` reads a SynthFaces folder (``sepbn.data.synth.load_synth``: the official
-    reader of the protocol's format plus the sub-domain labels); other formats go to ``read_records``.
-    ``pose_domains`` labels every face's pose sub-domain from its landmarks (`sepbn.data.pose_domains`).
-    ``protocol``: ``d.protocol`` already resolved (a :class:`~sepbn.data.protocols.Protocol`). The
-    result's ``.skipped`` lists the faces the format reader left out with ``skip_invalid``.
-    """
-    from ..data.formats import read_records
-
-    from ..data.protocols import get_protocol
-
-    protocol = protocol or get_protocol(d.protocol)  # read once (a user's .json/.toml file too), then passed on
-    if d.fmt == "synth":
-        from ..data.synth import load_synth
-
-        options = {k: v for k, v in d.options.items() if k != "skip_invalid"}  # SynthFaces files are valid
-        records = load_synth(resolve(data.root, d.source), protocol.name, split=d.split or "train", **options)
-    else:
-        options = dict(d.options)
-        if d.fmt in GENERIC_FORMATS:  # these carry any protocol: the config names it (a user's .json/.toml too)
-            options.setdefault("protocol", protocol)
-        with warnings.catch_warnings():  # the faces it leaves out are reported by the pre-flight check
-            warnings.filterwarnings("ignore", message=r".*see \.skipped")
-            records = read_records(
-                d.fmt, resolve(data.root, d.source), images=resolve(data.root, d.images), split=d.split, **options
-            )
-    skipped = list(getattr(records, "skipped", []))
-    records = list(records)
-    if d.limit is not None:
-        records = records[: d.limit]
-    if not records:
-        raise ValueError(f"dataset {dataset_name(d)!r} ({d.fmt} at {d.source}) has no faces")
-    if d.pose_domains is not None:  # brute-force SepBN needs a domain per face (paper III-A)
-        from ..data.pose_domains import assign_pose_domains
-
-        records = assign_pose_domains(records, protocol, method=d.pose_domains, threshold=d.pose_threshold)
-    from ..data.formats import RecordList
-
-    return RecordList(records, skipped)
-
-
-def build_datasets(
-    data: DataConfig, entries: Sequence[DatasetConfig], *, train: bool, image_size: int, seed: int = 0,
-    records: Mapping[str, Sequence] | None = None,
-) -> dict:
-    """``{name: LandmarkDataset}`` for the configured entries (names must be unique); ``records`` gives
-    the faces of each name (the pre-flight check's), else they are read here."""
-    from ..data.dataset import LandmarkDataset
-    from ..data.protocols import get_protocol
-    from ..data.transforms import AugmentConfig
-
-    augment = AugmentConfig.from_dict(data.augment_options) if train and data.augment else None
-    out = {}
-    for name, d in zip(dataset_names(entries), entries):
-        kwargs = {} if d.box_scale is None else {"box_scale": d.box_scale}
-        cache = resolve(data.root, data.cache) if data.cache else None
-        if cache is not None:
-            # one folder per role: a train and a val entry of the same name must not share (and rebuild) it
-            cache = str(Path(cache) / f"{name}-{'train' if train else 'val'}")
-        protocol = get_protocol(d.protocol)
-        faces = records[name] if records is not None else read_dataset_records(data, d, protocol)
-        out[name] = LandmarkDataset(
-            faces, protocol, train=train and data.augment, image_size=image_size,
-            augment=augment, cache=cache, seed=seed, **kwargs,
-        )
-    return out
 
 
 def train_loader(

@@ -2,7 +2,7 @@
 
 :func:`setup` returns one :class:`Run` that the loop (:mod:`sepbn.train.loop`) carries from the first
 step to the last; nothing in it is looked up again by name along the run (the protocols are the
-:class:`~sepbn.data.protocols.Protocol` objects of the training datasets).
+:class:`~sepbn.protocols.Protocol` objects of the training datasets).
 """
 
 from __future__ import annotations
@@ -15,23 +15,18 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..assembly import build_datasets, resolve_device
 from ..checkpoint import load_checkpoint
 from ..config import Config, format_config
-from ..data.protocols import Protocol
+from ..protocols import Protocol
 from ..io import atomic_write_text
-from .data import build_datasets, preflight, train_loader
+from .data import preflight, train_loader
 from .distributed import DistInfo, scaled_optim
 from .losses import l1_loss, wing_loss
 from .optim import build_optimizer
 from .schedules import lr_at, tau_at
 
 __all__ = ["Run", "setup", "write_config", "resolve_device", "init_from_checkpoint", "seed_everything"]
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def init_from_checkpoint(path: str | Path, protocols: list[str]) -> torch.nn.Module:

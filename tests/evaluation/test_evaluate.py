@@ -10,6 +10,7 @@ from sepbn.data.formats import read_records
 from sepbn.data.transforms import to_original
 from sepbn.evaluation.evaluate import evaluate, summarize
 from sepbn.nn import BruteForceSepBN2d, current_domains
+from sepbn.protocols import FIVE_POINT, WFLW98
 
 
 class Oracle(nn.Module):
@@ -68,15 +69,15 @@ def test_summary_has_wflw_subsets_when_flags_exist():
     e = np.array([0.05, 0.12, 0.07])
     attrs = [dict.fromkeys(("pose", "expression", "illumination", "make-up", "occlusion", "blur"), 0) for _ in e]
     attrs[1]["pose"] = 1
-    s = summarize(e, "wflw98", attributes=attrs)
+    s = summarize(e, WFLW98, attributes=attrs)
     assert s["subsets"]["pose"]["faces"] == 1 and s["subsets"]["pose"]["nme"] == pytest.approx(0.12)
     assert s["fr@10"] == pytest.approx(1 / 3) and s["fr@8"] == pytest.approx(1 / 3)
-    assert "subsets" not in summarize(e, "wflw98") and "domains" not in summarize(e, "wflw98")
+    assert "subsets" not in summarize(e, WFLW98) and "domains" not in summarize(e, WFLW98)
 
 
 def test_wrong_protocol_is_refused(dataset):
     with pytest.raises(ValueError, match="5pt"):
-        evaluate(Oracle(dataset), dataset, protocol="5pt")
+        evaluate(Oracle(dataset), dataset, protocol=FIVE_POINT)
 
 
 class BruteOracle(nn.Module):

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from sepbn.data.protocols import WFLW_ATTRIBUTES, Normalizer, get_protocol
+from sepbn.protocols import AFLW19, FIVE_POINT, W300_68, WFLW98, WFLW_ATTRIBUTES, Normalizer, get_protocol
 from sepbn.evaluation.metrics import (
     auc,
     ced,
@@ -27,16 +27,16 @@ def _five_points():
 
 def test_nme_points_normaliser():
     pred, gt = _five_points()
-    np.testing.assert_allclose(nme(pred, gt, "5pt"), [0.5])  # 5 / 10
+    np.testing.assert_allclose(nme(pred, gt, FIVE_POINT), [0.5])  # 5 / 10
     # Two faces, the second twice as large with a 1-px error on one point only: (1 / 5) / 20.
     gt2 = np.stack([gt, 2 * gt])
     pred2 = np.stack([pred, 2 * gt])
     pred2[1, 2, 0] += 1
-    np.testing.assert_allclose(nme(pred2, gt2, "5pt"), [0.5, 0.01])
+    np.testing.assert_allclose(nme(pred2, gt2, FIVE_POINT), [0.5, 0.01])
 
 
 def test_nme_300w_inter_ocular_and_inter_pupil():
-    p = get_protocol("300w68")
+    p = get_protocol(W300_68)
     gt = np.zeros((68, 2))
     gt[36:42] = [[0, 0], [2, -1], [4, -1], [6, 0], [4, 1], [2, 1]]  # left eye, centre (3, 0)
     gt[42:48] = gt[36:42] + [20, 0]  # right eye, centre (23, 0); outer corner 45 at (26, 0)
@@ -53,28 +53,30 @@ def test_nme_300w_inter_ocular_and_inter_pupil():
 def test_nme_box_normalisers(name, d):
     pred, gt = _five_points()
     boxes = np.array([[10.0, 20.0, 40.0, 60.0]])  # w 30, h 40
-    np.testing.assert_allclose(nme(pred, gt, "5pt", boxes=boxes, normalizer=name), [5 / d])
+    np.testing.assert_allclose(nme(pred, gt, FIVE_POINT, boxes=boxes, normalizer=name), [5 / d])
     custom = Normalizer("custom", "box", box_formula="max_side")
-    np.testing.assert_allclose(nme(pred, gt, "5pt", boxes=boxes, normalizer=custom), [5 / 40])
+    np.testing.assert_allclose(nme(pred, gt, FIVE_POINT, boxes=boxes, normalizer=custom), [5 / 40])
 
 
 def test_aflw_default_is_box_sqrt_wh():
     gt = np.random.default_rng(0).uniform(0, 50, (2, 19, 2))
     boxes = np.array([[0, 0, 20, 80], [5, 5, 45, 15]], float)  # sqrt(w h) = 40 and 20
-    np.testing.assert_allclose(nme(gt + [0, 2], gt, "aflw19", boxes=boxes), [2 / 40, 2 / 20])
-    assert "sqrt(w*h)" in normalizer_label("aflw19")
+    np.testing.assert_allclose(nme(gt + [0, 2], gt, AFLW19, boxes=boxes), [2 / 40, 2 / 20])
+    assert "sqrt(w*h)" in normalizer_label(AFLW19)
 
 
 def test_nme_bad_input():
     pred, gt = _five_points()
     with pytest.raises(ValueError, match=r"\(N, 68, 2\)"):
-        nme(pred, gt, "300w68")
+        nme(pred, gt, W300_68)
     with pytest.raises(ValueError, match="needs face boxes"):
-        nme(pred, gt, "5pt", normalizer="box")
+        nme(pred, gt, FIVE_POINT, normalizer="box")
     with pytest.raises(ValueError, match="no normalizer 'pupil'"):
-        nme(pred, gt, "5pt", normalizer="pupil")
+        nme(pred, gt, FIVE_POINT, normalizer="pupil")
     with pytest.raises(ValueError, match="not positive for faces \\[0\\]"):
-        nme(pred, np.zeros_like(gt), "5pt")
+        nme(pred, np.zeros_like(gt), FIVE_POINT)
+    with pytest.raises(TypeError, match="resolve names once"):  # below the edge, no name is looked up
+        nme(pred, gt, "5pt")
 
 
 def test_failure_rate():
@@ -111,7 +113,7 @@ def test_ced_arrays():
 def test_plot_ced_writes_a_png(tmp_path):
     rng = np.random.default_rng(2)
     path = plot_ced({"BN": rng.uniform(0, 0.1, 20), "SepBN": rng.uniform(0, 0.08, 20)}, 0.1,
-                    tmp_path / "sub" / "ced.png", xlabel=normalizer_label("wflw98"))
+                    tmp_path / "sub" / "ced.png", xlabel=normalizer_label(WFLW98))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
