@@ -10,8 +10,14 @@ by the frame are normal; a point far outside is a wrong coordinate convention, o
 for a photo of another size).
 
 Causes, as counted in reports: ``missing``, ``unreadable``, ``truncated``, ``undecodable`` (the image),
-``points outside``, ``box outside`` (the annotation against the image) and ``annotation`` (faces the
-format reader already left out with ``skip_invalid``). numpy and OpenCV only.
+``points outside``, ``box outside`` (the annotation against the image), ``duplicate`` (the same image,
+box and points as an earlier face: it would count twice) and ``annotation`` (faces the format reader
+already left out with ``skip_invalid``).
+
+EXIF orientation: every reader decodes the stored pixel frame (``cv2.IMREAD_IGNORE_ORIENTATION``), the
+frame the benchmarks' points are annotated in; the report lists images that carry an orientation tag
+(read with Pillow, header only), whose viewers show them rotated against their points.
+numpy, OpenCV and Pillow only.
 """
 
 from __future__ import annotations
@@ -30,9 +36,10 @@ from ..io import atomic_write_text
 from .records import FaceRecord, jpeg_truncated
 
 __all__ = ["ImageInfo", "Problem", "DatasetReport", "probe_image", "probe_images", "check_records",
-           "geometry_problem", "CACHE_VERSION"]
+           "geometry_problem", "exif_orientation", "CACHE_VERSION"]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the EXIF orientation tag
+EXIF_ORIENTATION = 0x0112
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,7 @@ class ImageInfo:
     height: int = 0
     cause: str | None = None  # "missing" | "unreadable" | "truncated" | "undecodable"
     error: str | None = None
+    orientation: int = 1  # the EXIF orientation tag (1: none, or "as stored"); the image is read as stored
 
 
 @dataclass(frozen=True)
@@ -69,10 +77,22 @@ def probe_image(path: str) -> ImageInfo:
         return ImageInfo(cause="unreadable", error=f"cannot read the image ({e.strerror or e})")
     if jpeg_truncated(data):
         return ImageInfo(cause="truncated", error=f"truncated JPEG ({data.size} bytes, no end-of-image marker)")
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None  # as read_image
     if img is None:
         return ImageInfo(cause="undecodable", error=f"cannot decode the image ({data.size} bytes)")
-    return ImageInfo(width=int(img.shape[1]), height=int(img.shape[0]))
+    return ImageInfo(width=int(img.shape[1]), height=int(img.shape[0]), orientation=exif_orientation(path))
+
+
+def exif_orientation(path: str) -> int:
+    """The image's EXIF orientation tag (1 when it has none or Pillow cannot parse its header)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            value = im.getexif().get(EXIF_ORIENTATION, 1)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):  # Pillow's errors for odd headers
+        return 1
+    return int(value) if isinstance(value, int) else 1
 
 
 def _load_cache(path: Path | None) -> dict:
@@ -114,7 +134,8 @@ def probe_images(paths: Iterable[str], *, workers: int = 1, cache: str | Path | 
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             out.update(zip(todo, pool.map(probe_image, todo)))
     if cache is not None and write and todo:
-        images = {p: [*stamps[p], out[p].width, out[p].height, out[p].cause, out[p].error] for p in stamps}
+        images = {p: [*stamps[p], out[p].width, out[p].height, out[p].cause, out[p].error, out[p].orientation]
+                  for p in stamps}
         atomic_write_text(cache, json.dumps({"version": CACHE_VERSION, "images": images}))
     return out
 
@@ -152,6 +173,7 @@ class DatasetReport:
     box_sides: list[float] = field(default_factory=list)  # max(w, h) of each kept face's box, in pixels
     points_outside: int = 0  # points of kept faces outside the image (within the tolerance)
     faces_cut: int = 0  # kept faces with such points
+    oriented: list[str] = field(default_factory=list)  # images of kept faces with an EXIF orientation tag
 
     def causes(self) -> dict[str, int]:
         return dict(Counter(p.cause for p in self.problems).most_common())
@@ -172,7 +194,17 @@ class DatasetReport:
             b = np.asarray(self.box_sides)
             out.append(f"  box sides: min {b.min():.0f}, median {np.median(b):.0f}, max {b.max():.0f} px")
         out.append(f"  points outside the image: {self.points_outside} in {self.faces_cut} faces")
+        if self.oriented:
+            out.append(f"  EXIF orientation tag on {len(self.oriented)} image(s), e.g. {self.oriented[0]}: read in the "
+                       "stored pixel frame (the tag ignored); their points must be in that frame too")
         return out
+
+
+def _face_key(rec: FaceRecord) -> tuple:
+    """What makes two entries the same face: image, box and points (in-memory images by their source)."""
+    where = str(rec.image_path) if rec.image is None else f"{rec.source}#memory"
+    pts = np.asarray(rec.landmarks, dtype=np.float64)
+    return where, tuple(float(v) for v in rec.box), pts.tobytes()
 
 
 def check_records(records: Sequence[FaceRecord], images: dict[str, ImageInfo], *, name: str = "", role: str = "train",
@@ -182,8 +214,13 @@ def check_records(records: Sequence[FaceRecord], images: dict[str, ImageInfo], *
     :func:`probe_images`. ``skipped``: faces the format reader left out, as ``(source, reason)``."""
     report = DatasetReport(name=name, role=role, skip_invalid=skip_invalid)
     report.problems += [Problem(src, "annotation", why) for src, why in skipped]
-    kept = []
+    kept, seen = [], {}
     for rec in records:
+        first = seen.setdefault(_face_key(rec), rec)
+        if first is not rec:
+            report.problems.append(Problem(rec.source or str(rec.image_path), "duplicate",
+                                           f"the same image, box and points as {first.source or 'an earlier face'}"))
+            continue
         if rec.image is not None:  # held in memory (COFW .mat)
             info = ImageInfo(width=rec.image.shape[1], height=rec.image.shape[0])
         else:
@@ -205,6 +242,8 @@ def check_records(records: Sequence[FaceRecord], images: dict[str, ImageInfo], *
         report.image_sizes.append((info.width, info.height))
         x0, y0, x1, y1 = (float(v) for v in rec.box)
         report.box_sides.append(max(x1 - x0, y1 - y0))
+        if info.orientation not in (0, 1) and str(rec.image_path) not in report.oriented:
+            report.oriented.append(str(rec.image_path))
         kept.append(rec)
     report.faces = len(kept)
     return kept, report

@@ -19,7 +19,8 @@ class ImageReadError(OSError):
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image file into an RGB uint8 array (H, W, 3); raise ImageReadError naming the file."""
+    """Decode an image file into an RGB uint8 array (H, W, 3) in its stored pixel frame (an EXIF
+    orientation tag is ignored, as the points are annotated in that frame); raise ImageReadError naming the file."""
     import cv2
 
     path = Path(path)
@@ -28,7 +29,8 @@ def read_image(path: str | Path) -> np.ndarray:
     data = np.fromfile(str(path), dtype=np.uint8)
     if jpeg_truncated(data):  # some decoders return the top of a cut JPEG, grey below
         raise ImageReadError(f"{path}: truncated JPEG (no end-of-image marker after the image data)")
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    # the stored pixel frame, which annotations are made in: OpenCV would otherwise apply EXIF orientation
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
     if img is None:
         raise ImageReadError(f"{path}: cannot decode image ({data.size} bytes)")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

@@ -86,3 +86,56 @@ def test_check_records_keeps_fitting_faces_and_reports_the_rest(images):
     assert "a.csv:5: box: y_max = 300 is far outside the 48x40 image" in messages[2] + messages[3]
     text = "\n".join(report.lines())
     assert "train a: 2 faces; unusable 5:" in text and "points outside the image: 2 in 1 faces" in text
+
+
+def _exif_rotated_jpeg(path, orientation=6):
+    """A 64 x 40 JPEG (stored frame) whose EXIF tag tells viewers to turn it 90 degrees; a white dot at (50, 10)."""
+    from PIL import Image
+
+    img = np.zeros((40, 64, 3), np.uint8)
+    img[8:13, 48:53] = 255
+    exif = Image.Exif()
+    exif[pf.EXIF_ORIENTATION] = orientation
+    Image.fromarray(img).save(path, quality=95, exif=exif)
+    return path
+
+
+def test_exif_rotated_image_is_read_in_the_stored_frame_of_its_points(tmp_path):
+    path = _exif_rotated_jpeg(tmp_path / "rotated.jpg")
+    data = np.fromfile(str(path), np.uint8)
+    assert cv2.imdecode(data, cv2.IMREAD_COLOR).shape == (64, 40, 3)  # OpenCV's default turns the pixels
+    img = read_image(path)
+    assert img.shape == (40, 64, 3) and img[10, 50].min() > 200  # the point (x=50, y=10) is on its dot
+    info = pf.probe_image(str(path))
+    assert (info.width, info.height, info.orientation) == (64, 40, 6)
+    rec = FaceRecord(landmarks=np.array([[50.0, 10.0]] * 5), box=(40, 2, 60, 20), protocol="5pt",
+                     image_path=str(path), source="faces.csv:2")
+    kept, report = pf.check_records([rec], {str(path): info})
+    assert kept == [rec] and not report.problems
+    assert report.lines()[-1] == (f"  EXIF orientation tag on 1 image(s), e.g. {path}: read in the stored pixel frame "
+                                  "(the tag ignored); their points must be in that frame too")
+    plain = pf.probe_image(str(_jpeg(tmp_path / "plain.jpg")))
+    assert plain.orientation == 1
+
+
+def test_orientation_survives_the_cache(tmp_path):
+    path = str(_exif_rotated_jpeg(tmp_path / "r.jpg", 8))
+    cache = tmp_path / "preflight.json"
+    first = pf.probe_images([path], cache=cache)
+    assert first == pf.probe_images([path], cache=cache) and first[path].orientation == 8
+
+
+def test_duplicate_faces_are_reported_and_skip_invalid_drops_and_counts_them(images):
+    def face(i, dx=0.0):
+        return FaceRecord(landmarks=np.full((5, 2), 10.0 + dx), box=(2, 2, 30, 30), protocol="5pt",
+                          image_path=images["good"], source=f"faces.csv:{i}")
+
+    records = [face(2), face(3, dx=1.0), face(4), face(5), face(6, dx=1.0)]  # 4 and 5 copy 2; 6 copies 3
+    info = pf.probe_images([images["good"]])
+    kept, report = pf.check_records(records, info, name="w", skip_invalid=True)
+    assert [r.source for r in kept] == ["faces.csv:2", "faces.csv:3"] and report.faces == 2
+    assert report.causes() == {"duplicate": 3}
+    assert str(report.problems[0]) == "faces.csv:4: the same image, box and points as faces.csv:2"
+    assert report.lines()[0] == "train w: 2 faces; skipped 3: 3 duplicate"
+    _, strict = pf.check_records(records, info, name="w")
+    assert strict.lines()[0] == "train w: 2 faces; unusable 3: 3 duplicate"
