@@ -131,10 +131,11 @@ def validate_record(rec: FaceRecord, protocol: Protocol) -> None:
     if bad.size:
         raise FormatError(rec.source, f"point {bad[0]} is {pts[bad[0]].tolist()}", "landmarks")
     x0, y0, x1, y1 = (float(v) for v in rec.box)
+    box = f"({', '.join(f'{v:g}' for v in (x0, y0, x1, y1))})"  # plain numbers, not np.float64(...)
     if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
-        raise FormatError(rec.source, f"{rec.box} is not finite", "box")
+        raise FormatError(rec.source, f"{box} is not finite", "box")
     if not (x1 > x0 and y1 > y0):
-        raise FormatError(rec.source, f"{rec.box} has no area (need x_max > x_min and y_max > y_min)", "box")
+        raise FormatError(rec.source, f"{box} has no area (need x_max > x_min and y_max > y_min)", "box")
     if rec.visible is not None and np.asarray(rec.visible).shape != (protocol.num_points,):
         raise FormatError(rec.source, f"{np.asarray(rec.visible).shape} flags for {protocol.num_points} points",
                           "visible")

@@ -477,7 +477,7 @@ def load_synth(out_dir: str | Path, protocol: str, split: str = "train") -> list
     if name not in FORMATS:
         raise ValueError(f"no SynthFaces files for protocol {name!r}; known: {sorted(FORMATS)}")
     if not (out / "synth.json").is_file():
-        raise ValueError(f"{out} is not a SynthFaces folder (no synth.json); make one with generate()")
+        raise FileNotFoundError(f"{out} is not a SynthFaces folder (no synth.json); make one with: sepbn synth --out {out}")
     meta = json.loads((out / "synth.json").read_text(encoding="utf-8"))
     if name not in meta["protocols"]:
         raise ValueError(f"{out} was generated without protocol {name!r} (it has {meta['protocols']})")

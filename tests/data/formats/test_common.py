@@ -55,3 +55,11 @@ def test_validate_record_point_count_and_visible():
     rec = FaceRecord(np.zeros((5, 2)), (0, 0, 1, 1), "5pt", visible=np.ones(3, bool), source="x:1")
     with pytest.raises(FormatError, match=r"x:1: field visible: \(3,\) flags for 5 points"):
         validate_record(rec, p)
+
+
+def test_box_without_area_prints_plain_numbers():
+    """A 1x1 image's box read as numpy values: the message shows 0, not np.float64(0.0)."""
+    rec = FaceRecord(landmarks=np.zeros((5, 2)), box=tuple(np.zeros(4)), protocol="5pt", source="one.csv:2")
+    with pytest.raises(FormatError) as e:
+        validate_record(rec, get_protocol("5pt"))
+    assert str(e.value) == "one.csv:2: field box: (0, 0, 0, 0) has no area (need x_max > x_min and y_max > y_min)"

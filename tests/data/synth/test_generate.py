@@ -161,3 +161,10 @@ def test_load_synth_explains_missing_data(tmp_path):
         load_synth(tmp_path, "wflw98", "train")
     with pytest.raises(ValueError, match="split"):
         load_synth(tmp_path, "5pt", "val")
+
+
+def test_missing_synth_folder_suggests_the_command(tmp_path):
+    with pytest.raises(FileNotFoundError) as e:
+        load_synth(tmp_path / "synth", "5pt")
+    assert str(e.value) == (f"{tmp_path / 'synth'} is not a SynthFaces folder (no synth.json); "
+                            f"make one with: sepbn synth --out {tmp_path / 'synth'}")
