@@ -41,6 +41,7 @@ from .io import atomic_folder, atomic_write, atomic_write_bytes, atomic_write_te
 from .protocols import Protocol, get_protocol
 
 __all__ = [
+    "CheckpointError",
     "atomic_write",
     "save_checkpoint",
     "load_checkpoint",
@@ -54,6 +55,12 @@ __all__ = [
 
 FORMAT = "sepbn-checkpoint"
 VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used: missing, unreadable, truncated, or without the requested protocol."""
+
+    exit_code = 2  # like a usage error, from every command (train --resume, eval, predict, export)
 
 
 def rng_state() -> dict:
@@ -112,15 +119,15 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
     """Read a training checkpoint with ``weights_only=True``; errors name the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated or foreign files raise many different errors, some of many lines
         detail = (str(e).strip().splitlines() or [""])[0]
         detail = detail if len(detail) <= 120 else detail[:117] + "..."
-        raise ValueError(f"{path}: not a readable sepbn checkpoint ({type(e).__name__}: {detail})") from None
+        raise CheckpointError(f"{path}: not a readable sepbn checkpoint ({type(e).__name__}: {detail})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_args" not in ckpt:
-        raise ValueError(f"{path}: not a sepbn checkpoint (missing 'model' / 'model_args')")
+        raise CheckpointError(f"{path}: not a sepbn checkpoint (missing 'model' / 'model_args')")
     return ckpt
 
 
@@ -165,13 +172,13 @@ def load_model(path: str | Path, map_location: Any = "cpu"):
         cfg_file, weights = path / "config.json", path / "model.safetensors"
         for f in (cfg_file, weights):
             if not f.is_file():
-                raise FileNotFoundError(f"{path}: weights folder lacks {f.name}")
+                raise CheckpointError(f"{path}: weights folder lacks {f.name}")
         meta = json.loads(cfg_file.read_text(encoding="utf-8"))
         device = map_location if isinstance(map_location, str) else "cpu"
         try:
             state = load_file(str(weights), device=device)
         except Exception as e:
-            raise ValueError(f"{weights}: unreadable safetensors file ({e})") from None
+            raise CheckpointError(f"{weights}: unreadable safetensors file ({e})") from None
     else:
         ckpt = load_checkpoint(path, map_location)
         state, meta = ckpt["model"], _meta(ckpt)
@@ -179,7 +186,7 @@ def load_model(path: str | Path, map_location: Any = "cpu"):
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise ValueError(f"{path}: weights do not match model_args {meta['model_args']}: {e}") from None
+        raise CheckpointError(f"{path}: weights do not match model_args {meta['model_args']}: {e}") from None
     return model.eval(), meta
 
 

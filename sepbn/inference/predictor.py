@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sepbn.checkpoint import checkpoint_protocols
+from sepbn.checkpoint import CheckpointError, checkpoint_protocols
 from sepbn.protocols import PROTOCOLS, Protocol, get_protocol, spec_name
 from sepbn.data.records import read_image
 from sepbn.data.transforms import (
@@ -55,10 +55,6 @@ __all__ = [
     "load_checkpoint",
 ]
 
-class CheckpointError(ValueError):
-    """A checkpoint cannot be used: unreadable, truncated, or without the requested protocol."""
-
-    exit_code = 2  # sepbn predict / export: the checkpoint cannot be used
 
 
 @dataclass(frozen=True)
@@ -128,8 +124,6 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
         raise CheckpointError(f"checkpoint {path} not found")
     try:
         return load_model(path, map_location="cpu")
-    except CheckpointError:
-        raise
     except Exception as e:  # noqa: BLE001 - cut zips, bad JSON, safetensors and unpickling errors differ
         detail = str(e)
         for prefix in (f"{path}: ", f"{path / 'model.safetensors'}: "):  # the file is named once

@@ -253,3 +253,17 @@ def test_torchscript_export_onto_a_full_disk_is_one_line_not_an_abort(checkpoint
     assert res.returncode == 1, res.stderr
     assert err[-1].startswith(f"sepbn export: {dest}: cannot write it (") and "previous version is intact" in err[-1]
     assert dest.read_bytes() == b"previous" and [p.name for p in tmp_path.iterdir()] == ["m.ts"]
+
+
+def test_an_unusable_checkpoint_exits_2_from_eval_predict_and_export(tiny_faces, folder, tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    commands = {
+        "eval": ["eval", "--checkpoint", str(bad), "--data", f"csv:{tiny_faces['5pt']}"],
+        "predict": ["predict", "--checkpoint", str(bad), "--detector", "full", "--no-progress", str(folder / "a.png")],
+        "export": ["export", "--checkpoint", str(bad), "--format", "onnx", "--out", str(tmp_path / "m.onnx")],
+    }
+    for name, argv in commands.items():
+        assert main(argv) == 2, name
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"sepbn {name}: ") and str(bad) in err[0], err
