@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 from ..checkpoint import load_checkpoint
 from ..config import Config, ConfigError, config_from_dict, config_to_dict
+from ..protocols import spec_name
 
 __all__ = ["resume_checkpoint", "config_changes", "check_resume_config", "FREE_KEYS"]
 
@@ -67,7 +68,8 @@ def config_changes(stored: dict, new: dict) -> dict[str, tuple[Any, Any]]:
 
 
 def _heads(cfg: dict) -> list[str]:
-    return sorted({d.get("protocol") for d in cfg.get("data", {}).get("train", [])})
+    # a user's protocol is stored as its definition (a table): compare by name
+    return sorted({spec_name(d.get("protocol", "")) for d in cfg.get("data", {}).get("train", [])})
 
 
 def check_resume_config(stored: dict, cfg: Config, allow: Sequence[str], source: Path) -> list[tuple[str, Any, Any]]:
