@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 from ..io import atomic_write_text
+from .spec import DEFAULT_EFFECT
 from .table import build_table, plot_mean_ced
 
 __all__ = ["format_markdown", "verdict", "write_table", "ALPHA"]
@@ -64,6 +65,13 @@ def _minutes(ts: dict) -> str:
     return f"{m(ts['wall'])} / {m(ts['cpu'])}"
 
 
+def _power(cmp: dict | None) -> str:
+    need = (cmp or {}).get("seeds_for_80")
+    if not need:
+        return ""
+    return "> 1000" if need["seeds"] is None else str(need["seeds"])
+
+
 def format_markdown(table: dict) -> str:
     """The whole study table as markdown (see the module doc)."""
     keys, base, total = table["metrics"], table["baseline"], len(table["seeds"])
@@ -71,18 +79,20 @@ def format_markdown(table: dict) -> str:
     lines = [f"# Study {table['study']}", "",
              f"Seeds {table['seeds']}; baseline **{base}**; weights: {table['eval']['checkpoint']}. "
              "Mean ± sd over seeds; Δ = variant − baseline on the same seed, with its 95 % CI; "
-             "p (t) = paired t-test over seeds; p (W) = Wilcoxon signed-rank test on per-face NME "
-             "differences pooled over seeds.", ""]
+             "p (t) = paired t-test over seeds; p (W) = Wilcoxon signed-rank test on the faces (each face's "
+             "NME averaged over the paired seeds); seeds for 80 % = seeds the t-test needs to detect a Δ of "
+             f"{100 * table['eval'].get('effect', DEFAULT_EFFECT):.2f} NME points (fixed in advance) with 80 % "
+             "power at the measured sd.", ""]
     for ds, entry in table["datasets"].items():
         lines += [f"## {ds}: {entry.get('faces', '?')} faces, {entry.get('normalizer', 'NME')}", ""]
         cols = ["variant", "seeds", *[heads[k] for k in keys], f"Δ NME vs {base} (95 % CI)", "p (t)", "p (W)",
-                "train min wall / CPU"]
+                "seeds for 80 %", "train min wall / CPU"]
         lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         for v, row in entry["variants"].items():
             info = table["variants"][v]
             diff = ("baseline", "", "") if v == base else _diff(row.get("vs_baseline"))
             cells = [v, _seeds_cell(info, total), *[_mean_sd(row.get(k)) for k in keys], *diff,
-                     _minutes(info["train_seconds"])]
+                     _power(row.get("vs_baseline")), _minutes(info["train_seconds"])]
             lines.append("| " + " | ".join(cells) + " |")
         seen = [d for row in entry["variants"].values() for d in row["domains"]]  # evaluation order
         domains = sorted(dict.fromkeys(seen), key=lambda d: d.startswith("subset "))

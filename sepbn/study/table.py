@@ -3,8 +3,9 @@
 Per evaluation set and variant: mean ± sd over the finished seeds of NME, FR at every threshold
 and AUC at the last one, and the train time; against the baseline, over the seeds both finished,
 the paired difference with its 95 % CI and the paired t-test's p (``sepbn.evaluation.stats``),
-and for NME the p of a Wilcoxon signed-rank test on the per-face differences pooled over those
-seeds. The same per sub-domain where the evaluation data carries domain labels, and per WFLW
+the seeds the t-test needs for 80 % power at the study's ``eval.effect`` (fixed in advance), and
+for NME the p of a Wilcoxon signed-rank test on the faces (each face's NME averaged over those
+seeds). The same per sub-domain where the evaluation data carries domain labels, and per WFLW
 subset (``subset pose`` ...; FR and AUC at the last threshold). Runs missing or
 failed are counted per variant. Written to ``table.json``, ``table.md`` (``format_markdown``)
 and ``ced.png`` (one curve per variant, the mean over seeds of the per-seed CED curves).
@@ -19,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from ..evaluation.metrics import plot_ced
-from ..evaluation.stats import mean_sd, paired_t, paired_wilcoxon
+from ..evaluation.stats import mean_sd, paired_t, paired_wilcoxon, seeds_for_power
 from .evaluate_run import load_errors
+from .spec import DEFAULT_EFFECT
 
 __all__ = ["collect_runs", "build_table", "metric_keys", "plot_mean_ced"]
 
@@ -82,23 +84,34 @@ def _group_mask(faces: dict, group: str | None) -> np.ndarray:
     return faces["domain_labels"] == group
 
 
-def _face_pairs(a: dict, b: dict, group: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-face errors of two runs on the same faces (matched by face id), optionally one group."""
-    _, ia, ib = np.intersect1d(a["face_ids"], b["face_ids"], assume_unique=True, return_indices=True)
-    keep = _group_mask(a, group)[ia]
-    return a["errors"][ia][keep], b["errors"][ib][keep]
+def _face_means(runs: list[dict], group: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """(face ids, each face's error averaged over ``runs``) for the faces every run scored."""
+    ids = runs[0]["face_ids"]
+    for r in runs[1:]:
+        ids = np.intersect1d(ids, r["face_ids"], assume_unique=True)
+    errs = []
+    for r in runs:
+        _, at, _ = np.intersect1d(r["face_ids"], ids, assume_unique=True, return_indices=True)
+        errs.append(r["errors"][at])
+    _, first, _ = np.intersect1d(runs[0]["face_ids"], ids, assume_unique=True, return_indices=True)
+    keep = _group_mask(runs[0], group)[first]
+    return ids[keep], np.mean(errs, axis=0)[keep]
 
 
-def _compare(values: dict, base: dict, faces: dict, base_faces: dict, domain: str | None) -> dict:
+def _compare(values: dict, base: dict, faces: dict, base_faces: dict, domain: str | None,
+             effect: float | None = None) -> dict:
     seeds = sorted(set(values) & set(base))
     out = {"seeds": seeds}
     for key in next(iter(values.values()), {}):
         out[key] = paired_t([values[s][key] for s in seeds], [base[s][key] for s in seeds]).to_dict()
-    pairs = [_face_pairs(faces[s], base_faces[s], domain) for s in seeds if s in faces and s in base_faces]
-    if pairs:
-        a = np.concatenate([p[0] for p in pairs])
-        b = np.concatenate([p[1] for p in pairs])
-        out["nme_faces"] = paired_wilcoxon(a, b).to_dict()
+    if effect and "nme" in out and out["nme"]["sd"] is not None and not math.isnan(out["nme"]["sd"]):
+        out["seeds_for_80"] = {"effect": effect, "seeds": seeds_for_power(effect, out["nme"]["sd"])}
+    both = [s for s in seeds if s in faces and s in base_faces]
+    if both:  # one pair per face: its mean over the seeds, variant against baseline
+        ids_a, a = _face_means([faces[s] for s in both], domain)
+        ids_b, b = _face_means([base_faces[s] for s in both], domain)
+        _, ia, ib = np.intersect1d(ids_a, ids_b, assume_unique=True, return_indices=True)
+        out["nme_faces"] = paired_wilcoxon(a[ia], b[ib]).to_dict()
     return out
 
 
@@ -136,6 +149,7 @@ def build_table(out: str | Path, baseline: str | None = None) -> dict:
     out = Path(out)
     study, runs = collect_runs(out)
     keys = metric_keys(study["eval"]["fr_thresholds"])
+    effect = study["eval"].get("effect", DEFAULT_EFFECT)  # study.json files before eval.effect have none
     baseline = baseline or study["baseline"]
     if baseline not in runs:
         raise ValueError(f"baseline {baseline!r} is not a variant of {out / 'study.json'}; variants: {list(runs)}")
@@ -173,12 +187,12 @@ def build_table(out: str | Path, baseline: str | None = None) -> dict:
                 entry.setdefault("normalizer", first["normalizer"])
             row: dict = {"n": len(b["overall"]), **_describe(b["overall"]), "domains": {}}
             if v != baseline and b["overall"]:
-                row["vs_baseline"] = _compare(b["overall"], base["overall"], b["faces"], base["faces"], None)
+                row["vs_baseline"] = _compare(b["overall"], base["overall"], b["faces"], base["faces"], None, effect)
             for name, d in b["domains"].items():
                 drow: dict = {"faces": d["faces"], "n": len(d["seeds"]), **_describe(d["seeds"])}
                 bd = base["domains"].get(name)
                 if v != baseline and bd:
-                    drow["vs_baseline"] = _compare(d["seeds"], bd["seeds"], b["faces"], base["faces"], name)
+                    drow["vs_baseline"] = _compare(d["seeds"], bd["seeds"], b["faces"], base["faces"], name, effect)
                 row["domains"][name] = drow
             entry["variants"][v] = row
         table["datasets"][ds] = entry

@@ -6,9 +6,10 @@ import math
 import numpy as np
 import pytest
 
-from sepbn.commands.study import write_table
+
 from sepbn.evaluation.metrics import auc, failure_rate
-from sepbn.study.report import format_markdown, verdict
+from sepbn.evaluation.stats import t_power
+from sepbn.study.report import format_markdown, verdict, write_table
 from sepbn.study.table import build_table, metric_keys
 
 LABELS = np.array(["a", "a", "b", "b"])
@@ -72,12 +73,17 @@ def test_paired_numbers_by_hand(study_dir):
     assert d["ci_high"] == pytest.approx(-6.5e-3 + 4.302652729911275 * se)
     t = 6.5e-3 / se
     assert d["p"] == pytest.approx(1 - t / math.sqrt(2 + t * t))  # 2 degrees of freedom, closed form
-    # the 12 per-face differences all have one sign: exact two-sided p = 2 / 2^12
-    assert cmp["nme_faces"]["n"] == 12 and cmp["nme_faces"]["p"] == pytest.approx(2 / 2 ** 12)
+    # one pair per face (its mean over the 3 seeds: -5, -6, -7, -8 thousandths), never one per face and seed:
+    # 4 differences of one sign, exact two-sided p = 2 / 2^4
+    assert cmp["nme_faces"]["n"] == 4 and cmp["nme_faces"]["p"] == pytest.approx(2 / 2 ** 4)
+    assert cmp["nme_faces"]["median"] == pytest.approx(-6.5e-3)
+    # power at the default effect (0.1 points) with the measured sd 4e-3: the smallest n, checked by hand
+    need = cmp["seeds_for_80"]
+    assert need["effect"] == 1e-3 and t_power(need["seeds"], 1e-3, 4e-3) >= 0.8 > t_power(need["seeds"] - 1, 1e-3, 4e-3)
     dom = sep["domains"]["a"]["vs_baseline"]  # faces 0 and 1: differences 1.5, 5.5, 9.5 thousandths
-    assert dom["nme"]["mean"] == pytest.approx(-5.5e-3) and dom["nme_faces"]["n"] == 6
+    assert dom["nme"]["mean"] == pytest.approx(-5.5e-3) and dom["nme_faces"]["n"] == 2
     pose = sep["domains"]["subset pose"]["vs_baseline"]  # faces 0 and 2: 1, 3 / 5, 7 / 9, 11 thousandths
-    assert pose["nme"]["mean"] == pytest.approx(-6e-3) and pose["nme_faces"]["n"] == 6
+    assert pose["nme"]["mean"] == pytest.approx(-6e-3) and pose["nme_faces"]["n"] == 2
     assert "subset test" not in sep["domains"]
     assert table["variants"]["bn"]["train_seconds"]["wall"]["mean"] == pytest.approx(120.0)
     assert metric_keys([0.08, 0.10]) == ["nme", "fr@8", "fr@10", "auc@10"]
@@ -108,8 +114,10 @@ def test_write_table_files_and_verdicts(study_dir):
     assert saved["datasets"]["val"]["variants"]["sep"]["n"] == 3
     cmp = saved["datasets"]["val"]["variants"]["sep"]["vs_baseline"]
     words = verdict(cmp, "bn", "sep")
-    # p = 0.107 over 3 seeds (see above) but every face moved the same way
-    assert "within the seed noise" in words and "per-face test does find a shift" in words
+    # p = 0.107 over 3 seeds (see above); the 4 faces all moved the same way, p = 0.125: no shift either
+    assert "within the seed noise" in words and "per-face test" not in words
+    shifted = dict(cmp, nme_faces=dict(cmp["nme_faces"], p=0.01))
+    assert "per-face test does find a shift (p = 0.01)" in verdict(shifted, "bn", "sep")
     strong = dict(cmp, nme=dict(cmp["nme"], p=0.001))
     assert "0.65 points lower (better)" in verdict(strong, "bn", "sep") and "beyond" in verdict(strong, "bn", "sep")
     assert "not enough paired seeds" in verdict(saved["datasets"]["val"]["variants"]["bad"]["vs_baseline"], "bn", "bad")
