@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 from ..io import atomic_write_text
+from .curves import plot_learning_curves
 from .spec import DEFAULT_EFFECT
 from .table import build_table, plot_mean_ced
 
@@ -161,4 +162,7 @@ def write_table(out: Path, baseline: str | None = None) -> str:
             plots.append(str(path))
     if plots:
         text += f"\nCED (mean over seeds): {', '.join(plots)}\n"
+    curves = plot_learning_curves(out, out / "curves.png")
+    if curves is not None:
+        text += f"Learning curves (every run): {curves}\n"
     return text

@@ -1,0 +1,81 @@
+"""Learning curves of a study (``curves.png`` beside the table): is each run converged?
+
+For every started run, its stages' ``train.csv`` (training loss every ``log_every`` steps) and
+``val.csv`` (mean validation NME every ``val_every`` epochs) are read from the stage folders that
+``run.json`` names; stages follow each other on one step axis. The left panel is the training loss
+(a running mean over 5 logged rows), the right one the validation NME, one line per run, one colour
+per variant. Runs trained without validation have only the left panel's line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..io import atomic_path
+from .table import collect_runs
+
+__all__ = ["read_curves", "plot_learning_curves"]
+
+
+def _rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [r for r in csv.DictReader(f) if all(v not in (None, "") for v in r.values())]
+
+
+def read_curves(run_folder: str | Path) -> dict[str, np.ndarray]:
+    """``{"loss": (n, 2) [step, loss], "nme": (m, 2) [step, nme]}`` over the run's stages in order."""
+    spec = json.loads((Path(run_folder) / "run.json").read_text())
+    loss, nme, offset = [], [], 0
+    for stage in spec["stages"]:
+        out = Path(stage["out"])
+        train = _rows(out / "train.csv")
+        loss += [(offset + int(r["step"]), float(r["loss"])) for r in train]
+        nme += [(offset + int(r["step"]), float(r["nme"])) for r in _rows(out / "val.csv")]
+        offset += max((int(r["step"]) for r in train), default=0)
+    return {"loss": np.array(loss, dtype=np.float64).reshape(-1, 2),
+            "nme": np.array(nme, dtype=np.float64).reshape(-1, 2)}
+
+
+def plot_learning_curves(out: str | Path, path: str | Path) -> Path | None:
+    """Write ``path`` (PNG) with every started run's curves; None when no run has logged a step."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    _, runs = collect_runs(out)
+    fig = Figure(figsize=(10, 4), dpi=110)
+    FigureCanvasAgg(fig)
+    ax_loss, ax_nme = fig.subplots(1, 2)
+    drawn = False
+    for k, (variant, seeds) in enumerate(runs.items()):
+        colour = f"C{k % 10}"
+        for i, (seed, run) in enumerate(seeds.items()):
+            if run["status"] == "missing" or not (Path(run["folder"]) / "run.json").is_file():
+                continue
+            c = read_curves(run["folder"])
+            label = variant if i == 0 else None
+            if len(c["loss"]):
+                smooth = np.convolve(c["loss"][:, 1], np.ones(5) / 5, mode="valid") if len(c["loss"]) >= 5 else c["loss"][:, 1]
+                ax_loss.plot(c["loss"][len(c["loss"]) - len(smooth):, 0], smooth, color=colour, lw=0.8, label=label)
+                drawn = True
+            if len(c["nme"]):
+                ax_nme.plot(c["nme"][:, 0], 100 * c["nme"][:, 1], color=colour, marker=".", lw=0.8, label=label)
+    if not drawn:
+        return None
+    ax_loss.set(xlabel="step", ylabel="training loss (running mean of 5 rows)", yscale="log")
+    ax_nme.set(xlabel="step", ylabel="validation NME % (the protocol's normaliser)")
+    for ax in (ax_loss, ax_nme):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
