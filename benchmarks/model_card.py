@@ -30,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -156,9 +157,15 @@ def figures(det, records: list, acc: dict, out_dir: Path) -> list[str]:
     worst_path = out_dir / "model_card_worst.png"
     fig.savefig(worst_path, dpi=90)
     plt.close(fig)
-    face = synthesize(7, seed=3, size=(256, 256), protocols=["300w68"])
-    pts = face.points["300w68"]  # the model's box convention: the tight box of the 68 points
-    drawn = draw_faces(face.image, det.predict(face.image, boxes=[[*pts.min(0), *pts.max(0)]]))
+    face = synthesize(7, seed=3, size=(512, 512), protocols=["300w68"])
+    pts = face.points["300w68"]
+    centre, half = (pts.min(0) + pts.max(0)) / 2, 0.9 * np.ptp(pts, axis=0).max()
+    x0, y0 = np.maximum(0, np.round(centre - half)).astype(int)
+    x1, y1 = np.minimum(face.image.shape[1::-1], np.round(centre + half)).astype(int)
+    zoom = 320 / max(x1 - x0, y1 - y0)  # the face large enough to see the points
+    image = cv2.resize(face.image[y0:y1, x0:x1], None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC)
+    pts = (pts - [x0, y0]) * zoom  # the model's box convention: the tight box of the 68 points
+    drawn = draw_faces(image, det.predict(image, boxes=[[*pts.min(0), *pts.max(0)]]))
     overlay = out_dir / "model_card_synth_overlay.png"
     plt.imsave(overlay, drawn)
     return [str(worst_path), str(overlay)]
