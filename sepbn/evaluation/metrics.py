@@ -28,6 +28,7 @@ from ..io import atomic_path
 from ..protocols import WFLW_ATTRIBUTES, Normalizer, Protocol, require_protocol
 
 __all__ = [
+    "save_png",
     "nme",
     "normalizer_label",
     "failure_rate",
@@ -156,6 +157,11 @@ def plot_ced(
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8 if len(curves) < 5 else 7)
+    return save_png(fig, path)
+
+
+def save_png(fig, path: str | Path) -> Path:
+    """Lay out a matplotlib Figure and write it to ``path`` as PNG, atomically (parents created)."""
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

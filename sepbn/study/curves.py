@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_path
+from ..evaluation.metrics import save_png
 from .table import collect_runs
 
 __all__ = ["read_curves", "plot_learning_curves"]
@@ -73,9 +73,4 @@ def plot_learning_curves(out: str | Path, path: str | Path) -> Path | None:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return path
+    return save_png(fig, path)
