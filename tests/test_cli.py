@@ -105,7 +105,7 @@ def test_every_subcommand_prints_expected_errors_as_one_line(tiny_faces, tmp_pat
     cases = {
         "synth": (["synth", "--out", str(tmp_path / "s"), "--num", "-1"], 2, "--num must be >= 0, got -1"),
         "train": (["train", str(missing)], 2, f"{missing}: config file not found"),
-        "eval": (["eval", "--checkpoint", str(bad), "--data", f"csv:{tiny_faces['5pt']}"], 1,
+        "eval": (["eval", "--checkpoint", str(bad), "--data", f"csv:{tiny_faces['5pt']}"], 2,
                  f"{bad}: not a readable sepbn checkpoint"),
         "demo": (["demo", "--configs", str(tmp_path), "--out", str(tmp_path / "demo")], 2,
                  f"not found in {tmp_path}"),
@@ -115,7 +115,7 @@ def test_every_subcommand_prints_expected_errors_as_one_line(tiny_faces, tmp_pat
         "cache": (["cache", "--fmt", "csv", "--source", str(tmp_path / "none.csv"), "--out", str(tmp_path / "c")], 1,
                   f"{tmp_path / 'none.csv'}: annotation file not found"),
         "check": (["check", str(missing)], 2, f"{missing}: config file not found"),
-        "analyze": (["analyze", "--checkpoint", str(bad), "--data", f"csv:{tiny_faces['5pt']}"], 1,
+        "analyze": (["analyze", "--checkpoint", str(bad), "--data", f"csv:{tiny_faces['5pt']}"], 2,
                     f"{bad}: not a readable sepbn checkpoint"),
         "study": (["study", "check", str(missing)], 2, "missing.toml"),
     }

@@ -125,8 +125,8 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation import analysis_plots as P
     from ..assembly import build_datasets, resolve_device
 
+    model, meta = load_model(args.checkpoint)  # an unusable checkpoint exits 2, as from eval, predict, export
     try:
-        model, meta = load_model(args.checkpoint)
         entries = _entries(args, meta)
         has_sepbn = bool(A.mapping_similarity(model))
         if not has_sepbn:
