@@ -154,7 +154,7 @@ def test_a_new_run_replaces_the_old_one(tmp_path):
 
 
 def test_load_synth_explains_missing_data(tmp_path):
-    with pytest.raises(ValueError, match="not a SynthFaces folder"):
+    with pytest.raises(FileNotFoundError, match="not a SynthFaces folder .* make one with: sepbn synth --out"):
         load_synth(tmp_path, "5pt", "train")
     generate(tmp_path, ["5pt"], 3, size=48)
     with pytest.raises(ValueError, match="without protocol"):
