@@ -158,7 +158,7 @@ def export_torchscript(module: nn.Module, path: str | Path, input_size: int) -> 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, still asked for
         # the attention's pooling windows follow H and W, which the model's input size fixes; batch stays free
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"sepbn\.nn\.attention")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"sepbn\.nn\.(attention|deploy)")
         traced = torch.jit.trace(module, _example(input_size), check_trace=False)
     buffer = io.BytesIO()  # torch's file writer aborts the process (c10::Error) when the disk fills
     torch.jit.save(traced, buffer)

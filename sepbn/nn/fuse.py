@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from . import functional as SF
 from .attention import GroupedAttention, SqueezeExcitationAttention, branch_weights
 from .bruteforce import BruteForceSepBN2d, current_domains
+from .deploy import DeployedGroupedAttention, mixed_affine, mixing_matrix
 from .mixture import MixtureBatchNorm2d
 from .sepbn import SepBatchNorm2d, check_input
 
@@ -69,14 +70,21 @@ class MixedAffine2d(nn.Module):
     """y[n, c] = x[n, c] * sum_k pi[n, g, k] weight[k, c] + sum_k pi[n, g, k] bias[k, c], pi from ``attention``.
 
     The eval form of SepBN (eq. 6-7) and of the mixture layer once their statistics are folded away.
-    ``attention`` maps x to logits (N, G, K); pi = softmax(logits / tau) (one-hot for ``"hard"``).
+    ``attention`` maps x to logits (N, G, K); pi = softmax(logits / tau) (one-hot for ``"hard"``). A grouped
+    attention runs as `DeployedGroupedAttention`, and weight and bias are stored as the block matrix
+    ``mixing`` (4, G K, C) that mixes them in one matmul (`sepbn.nn.deploy.mixing_matrix`).
     """
 
     def __init__(self, weight: Tensor, bias: Tensor, attention: nn.Module, tau: Tensor, aggregation: str = "soft"):
         super().__init__()
-        self.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
-        self.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
+        if type(attention) is GroupedAttention:
+            attention = DeployedGroupedAttention(attention)
         self.attention = attention
+        self.num_branches, self.num_features = weight.shape
+        self.num_groups = getattr(attention, "num_groups", 1)  # the SE attention has one group
+        mixing, offset = mixing_matrix(weight.detach(), bias.detach(), self.num_groups)
+        self.register_buffer("mixing", mixing)
+        self.register_buffer("mixing_offset", offset)
         self.register_buffer("tau", tau.detach().clone())
         self.aggregation = aggregation
 
@@ -84,12 +92,11 @@ class MixedAffine2d(nn.Module):
         _inference_only(self)
         check_input(input)
         pi = branch_weights(self.attention(input), self.tau, self.aggregation)
-        scale, shift = SF.mix_affine(pi, self.weight, self.bias)
-        return SF.apply_affine(input, scale.to(input.dtype), shift.to(input.dtype))
+        return mixed_affine(input, pi, self.mixing, self.mixing_offset)
 
     def extra_repr(self) -> str:
-        k, c = self.weight.shape
-        return f"{c}, K={k}" + ("" if self.aggregation == "soft" else f", aggregation={self.aggregation!r}")
+        text = f"{self.num_features}, K={self.num_branches}"
+        return text + ("" if self.aggregation == "soft" else f", aggregation={self.aggregation!r}")
 
 
 class RoutedAffine2d(nn.Module):

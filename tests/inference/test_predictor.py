@@ -181,11 +181,13 @@ def test_prediction_equals_the_evaluation_pipeline_of_the_dataset(tmp_path):
 
 def test_detector_runs_the_folded_model_by_default(checkpoint):
     from sepbn.nn import FoldedAway, MixedAffine2d, SepBatchNorm2d
+    from sepbn.nn.deploy import DeployedGroupedAttention
 
     fused = LandmarkDetector.from_checkpoint(checkpoint, "5pt")
     plain = LandmarkDetector.from_checkpoint(checkpoint, "5pt", fuse=False)
     kinds = {type(m) for m in fused.model.modules()}
     assert MixedAffine2d in kinds and SepBatchNorm2d not in kinds and nn.BatchNorm2d not in kinds
+    assert DeployedGroupedAttention in kinds  # the inference chain of issue 18
     assert SepBatchNorm2d in {type(m) for m in plain.model.modules()} and "unfused" in repr(plain)
     assert FoldedAway not in {type(m) for m in plain.model.modules()}
     img = np.random.default_rng(1).integers(0, 255, (70, 90, 3), dtype=np.uint8)

@@ -1,0 +1,220 @@
+"""SepBN at inference: the attentive per-sample affine as a short, fixed chain of ops (paper eq. 5-7, Fig. 1).
+
+A folded SepBN layer (`sepbn.nn.fuse.MixedAffine2d`) computes, from x (N, C, H, W):
+
+    P  = adaptive max-pool of x to T x T                       one strided reduction where the windows allow
+    Z  = W_r P + b_r                  (N, G, T^2)               one batched matmul (the 1x1 conv C -> G)
+    pi = softmax(fc2(relu(fc1(Z))) / tau) over K   (N, G, K)    two matmuls, eq. (5)
+    [scale; shift] = pi @ M           (N, C) each               one matmul: M (G K, C) is block-diagonal in G,
+                                                                M[g K + k, c] = gamma_k[c] (beta_k[c]) if c in g
+    y  = x * scale[n, c] + shift[n, c]                         one pass, eq. (6)-(7)
+
+Adaptive pooling windows are [floor(i S / T), ceil((i + 1) S / T)) along a side S. They are *uniform* (one
+length L, starts i * s) when T divides S (s = L) and in some other cases (S = 16, T = 3: L = 6, s = 5): then
+the pooling is one reduction over a strided view in eager PyTorch and one ``MaxPool`` (kernel L, stride s) in
+ONNX. Otherwise the windows are read through a precomputed gather (each window padded to the longest by
+repeating its last index, which leaves its max unchanged), or, for a large activation in eager PyTorch, by
+one reduction per row band (one read of the activation instead of a copy) and a gather of the small rest.
+Every route gives the pooling kernel's values.
+
+Eager inference writes the affine with BatchNorm's eval kernel on the (1, N*C, H, W) view (one vectorised
+pass); the mixing matmul yields that kernel's zero mean and unit variance too (rows 2 and 3 of ``mixing``).
+torch.compile, torch.export / ONNX and tracing get plain ops (``x * scale + shift``), which they fuse or export.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .attention import GroupedAttention
+
+__all__ = ["DeployedGroupedAttention", "mixing_matrix", "mixed_affine", "deploy_max_pool", "pooling_windows"]
+
+# up to this many elements an activation is pooled by one gather (a copy of about its size, cheaper than the
+# fixed cost of 2T + 1 band reductions); a larger one by band reductions that read it once (eager only)
+GATHER_MAX_NUMEL = 1 << 16
+
+
+def _plain() -> bool:
+    """torch.compile / torch.export / jit: plain ops they can fuse or export, and no cached tensors."""
+    return (torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
+            or torch.jit.is_scripting())
+
+
+@functools.lru_cache(maxsize=None)
+def pooling_windows(size: int, out: int) -> tuple[tuple[int, int], ...]:
+    """Adaptive pooling windows [start, stop) of a side ``size`` pooled to ``out``, as torch computes them."""
+    return tuple(((i * size) // out, -((-(i + 1) * size) // out)) for i in range(out))
+
+
+@functools.lru_cache(maxsize=None)
+def _uniform(size: int, out: int) -> tuple[int, int] | None:
+    """(length, stride) when all windows have one length and their starts step by one stride; else None."""
+    windows = pooling_windows(size, out)
+    length = windows[0][1] - windows[0][0]
+    stride = windows[1][0] - windows[0][0] if out > 1 else length
+    return (length, stride) if all(b - a == length and a == i * stride for i, (a, b) in enumerate(windows)) else None
+
+
+@functools.lru_cache(maxsize=None)
+def _gather_rows(size: int, out: int) -> tuple[int, tuple[int, ...]]:
+    """(longest window, out * longest indices): window i's rows, its last row repeated up to the longest."""
+    windows = pooling_windows(size, out)
+    longest = max(b - a for a, b in windows)
+    return longest, tuple(a + min(j, b - a - 1) for a, b in windows for j in range(longest))
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_index(values: tuple[int, ...], device: torch.device) -> Tensor:
+    return torch.tensor(values, dtype=torch.long, device=device)
+
+
+def _index(values: tuple[int, ...], device: torch.device) -> Tensor:
+    # never cache under a tracer: it would keep a fake or traced tensor
+    return torch.tensor(values, dtype=torch.long, device=device) if _plain() else _cached_index(values, device)
+
+
+def _gathered(x: Tensor, dim: int, out: int) -> Tensor:
+    """Max over the windows along ``dim`` (2 or 3) by one gather."""
+    longest, rows = _gather_rows(x.shape[dim], out)
+    shape = (-1, x.shape[1], out, longest, x.shape[3]) if dim == 2 else (-1, x.shape[1], x.shape[2], out, longest)
+    return x.index_select(dim, _index(rows, x.device)).reshape(shape).amax(dim + 1)
+
+
+def _flat_gathered(x: Tensor, out: int) -> Tensor:
+    """Max over all T x T windows by one gather of the flattened map (both sides at once)."""
+    c, h, w = x.shape[1:]
+    lh, rows = _gather_rows(h, out)
+    lw, cols = _gather_rows(w, out)
+    flat = tuple(r * w + q for i in range(out) for r in rows[i * lh:(i + 1) * lh] for j in range(out)
+                 for q in cols[j * lw:(j + 1) * lw])
+    picked = x.reshape(-1, c, h * w).index_select(2, _index(flat, x.device))
+    return picked.view(-1, c, out, lh, out, lw).amax((3, 5))
+
+
+def _strided_max(x: Tensor, dim: int, length: int, stride: int, out: int) -> Tensor:
+    """Max over uniform windows along ``dim`` through a strided view (overlaps and stride 0 allowed)."""
+    size, strides = list(x.shape), list(x.stride())
+    size[dim:dim + 1], strides[dim:dim + 1] = [out, length], [stride * strides[dim], strides[dim]]
+    return x.as_strided(size, strides, x.storage_offset()).amax(dim + 1)
+
+
+def _eager_pool(x: Tensor, out: int) -> Tensor:
+    n, c, h, w = x.shape
+    rows, cols = _uniform(h, out), _uniform(w, out)
+    if rows is not None and cols is not None:  # one view, one reduction, one read
+        sn, sc, sh, sw = x.stride()
+        view = x.as_strided((n, c, out, rows[0], out, cols[0]),
+                            (sn, sc, rows[1] * sh, sh, cols[1] * sw, sw), x.storage_offset())
+        return view.amax((3, 5))
+    if x.numel() <= GATHER_MAX_NUMEL and x.is_contiguous():
+        return _flat_gathered(x, out)
+    first = 3 if rows is None and cols is not None else 2  # the uniform side first: it reads x once
+    plan = rows if first == 2 else cols
+    if plan is not None:
+        x = _strided_max(x, first, *plan, out)
+    else:  # one reduction per band, each reading its rows once
+        x = torch.stack([x.narrow(2, a, b - a).amax(2) for a, b in pooling_windows(h, out)], 2)
+    second = 5 - first
+    plan = _uniform(x.shape[second], out)
+    return _strided_max(x, second, *plan, out) if plan is not None else _gathered(x, second, out)
+
+
+def _export_pool(x: Tensor, out: int) -> Tensor:
+    h, w = x.shape[-2:]
+    rows, cols = _uniform(h, out), _uniform(w, out)
+    rows, cols = (u if u is not None and u[1] >= 1 else None for u in (rows, cols))  # MaxPool needs stride >= 1
+    if rows is not None and cols is not None:
+        return F.max_pool2d(x, (rows[0], cols[0]), (rows[1], cols[1]))  # one MaxPool node
+    if rows is None and cols is None:
+        return _flat_gathered(x, out)
+    if rows is not None:
+        return _gathered(F.max_pool2d(x, (rows[0], 1), (rows[1], 1)), 3, out)
+    return _gathered(F.max_pool2d(x, (1, cols[0]), (1, cols[1])), 2, out)
+
+
+def deploy_max_pool(x: Tensor, out: int) -> Tensor:
+    """``F.adaptive_max_pool2d(x, out)`` (values) with a few ops: see the module docstring for the routes.
+
+    torch.compile keeps ATen's pooling kernel (inductor calls it; its own strided loops over channels-last
+    convolution outputs were slower); export and tracing get ``MaxPool`` and gathers; eager PyTorch gets
+    strided views and gathers.
+    """
+    if torch.compiler.is_compiling() and not torch.compiler.is_exporting():
+        return F.adaptive_max_pool2d(x, out)
+    if torch.compiler.is_exporting() or torch.jit.is_tracing() or torch.jit.is_scripting():
+        return _export_pool(x, out)
+    return _eager_pool(x, out)
+
+
+class DeployedGroupedAttention(nn.Module):
+    """`GroupedAttention`'s logits (N, G, K) for inference, its maps stored in the shapes the chain uses.
+
+    Pooling by `deploy_max_pool`; the 1x1 conv C -> G as one batched matmul over the pooled (N, C, T^2) map
+    (``reduce_weight`` (1, G, C)); the MLP as two ``addmm`` with pre-transposed weights (``fc1_weight``
+    (G T^2, h), ``fc2_weight`` (h, G K)). ``fuse_for_inference`` builds it from a folded `GroupedAttention`.
+    """
+
+    def __init__(self, attention: GroupedAttention) -> None:
+        super().__init__()
+        self.num_branches, self.num_groups, self.pool_size = (attention.num_branches, attention.num_groups,
+                                                              attention.pool_size)
+        g = self.num_groups
+        frozen = {
+            "reduce_weight": attention.reduce.weight.reshape(1, g, -1), "reduce_bias": attention.reduce.bias.view(g, 1),
+            "fc1_weight": attention.fc1.weight.t(), "fc1_bias": attention.fc1.bias,
+            "fc2_weight": attention.fc2.weight.t(), "fc2_bias": attention.fc2.bias,
+        }
+        for name, value in frozen.items():
+            self.register_buffer(name, value.detach().contiguous().clone())
+
+    def forward(self, input: Tensor) -> Tensor:
+        g, t = self.num_groups, self.pool_size
+        pooled = deploy_max_pool(input, t).to(self.fc1_weight.dtype).reshape(-1, input.shape[1], t * t)
+        if _plain():  # broadcast matmul: one MatMul node, no batch-size arithmetic in the graph
+            z = torch.matmul(self.reduce_weight, pooled) + self.reduce_bias
+        else:
+            z = torch.baddbmm(self.reduce_bias, self.reduce_weight.expand(pooled.shape[0], -1, -1), pooled)
+        hidden = torch.addmm(self.fc1_bias, z.view(-1, g * t * t), self.fc1_weight).relu_()
+        return torch.addmm(self.fc2_bias, hidden, self.fc2_weight).view(-1, g, self.num_branches)
+
+    def extra_repr(self) -> str:
+        return f"K={self.num_branches}, G={self.num_groups}, T={self.pool_size}"
+
+
+def mixing_matrix(weight: Tensor, bias: Tensor, num_groups: int) -> tuple[Tensor, Tensor]:
+    """(M (4, G K, C), b (4, 1, C)) with ``pi.view(N, G K) @ M + b`` = [gamma_hat; beta_hat; 0; 1] (eq. 6).
+
+    Rows 2 and 3 are the zero mean and unit variance BatchNorm's eval kernel needs to apply the affine.
+    """
+    k, c = weight.shape
+    m = c // num_groups
+    group = torch.arange(c, device=weight.device) // m  # group of each channel
+    mask = (group.view(1, c) == torch.arange(num_groups, device=weight.device).view(-1, 1)).to(weight.dtype)
+    mixing = weight.new_zeros(4, num_groups, k, c)
+    mixing[0] = mask.view(num_groups, 1, c) * weight.view(1, k, c)
+    mixing[1] = mask.view(num_groups, 1, c) * bias.view(1, k, c)
+    offset = weight.new_zeros(4, 1, c)
+    offset[3] = 1.0
+    return mixing.view(4, num_groups * k, c), offset
+
+
+def mixed_affine(input: Tensor, pi: Tensor, mixing: Tensor, offset: Tensor) -> Tensor:
+    """y[n, c] = x[n, c] * gamma_hat[n, c] + beta_hat[n, c], gamma_hat and beta_hat mixed by pi (N, G, K)."""
+    n, c, h, w = input.shape
+    pi = pi.to(mixing.dtype).reshape(-1, mixing.shape[1])
+    no_grad = not (torch.is_grad_enabled() and (input.requires_grad or pi.requires_grad))
+    if (not _plain() and no_grad and input.dtype == mixing.dtype and input.dtype in (torch.float32, torch.float64)
+            and input.is_contiguous()):
+        # one pass: BatchNorm's eval kernel over the (1, N*C, H, W) view, every (n, c) map one "channel"
+        weight, bias, mean, var = torch.baddbmm(offset, pi.expand(4, n, -1), mixing).view(4, n * c).unbind(0)
+        flat = input if n == 1 else input.view(1, n * c, h, w)
+        out = torch.ops.aten._native_batch_norm_legit_no_training(flat, weight, bias, mean, var, 0.0, 0.0)[0]
+        return out if n == 1 else out.view(n, c, h, w)
+    scale = torch.mm(pi, mixing[0]).view(-1, c, 1, 1).to(input.dtype)
+    shift = torch.mm(pi, mixing[1]).view(-1, c, 1, 1).to(input.dtype)
+    return input * scale + shift
