@@ -26,8 +26,8 @@ __all__ = ["PRETRAINED", "pretrained_path", "load_pretrained", "bundle"]
 PRETRAINED: dict[str, str] = {"300w68": "300w68"}
 DEFAULT_MODEL = "300w68"
 WEIGHTS = Path(__file__).resolve().parent / "weights"
-LICENCE = ("trained on 300-W (iBUG) faces: research use only, not for commercial use; "
-           "see docs/model_card.md")
+LICENCE_300W = ("trained on 300-W (iBUG) faces: research use only, not for commercial use; "
+                "see docs/model_card.md")
 
 
 def pretrained_path(name: str = DEFAULT_MODEL) -> Path:
@@ -60,15 +60,16 @@ def load_pretrained(name: str = DEFAULT_MODEL, *, device: str | torch.device = "
     return LandmarkDetector.from_checkpoint(pretrained_path(name), device=device, detector=face_detector, **kwargs)
 
 
-def bundle(weights: str | Path, name: str, *, box_convention: str, flip: bool, dest: str | Path | None = None) -> Path:
+def bundle(weights: str | Path, name: str, *, box_convention: str, flip: bool, dest: str | Path | None = None,
+           licence: str = LICENCE_300W) -> Path:
     """Copy a trained weights folder (``final/``) to ``dest`` (default: the package's bundled folder
-    ``name``), stating in its config.json how the model runs and its licence."""
+    ``name``), stating in its config.json how the model runs and the licence its training data imposes."""
     weights = Path(weights)
     if box_convention not in set(BOX_CONVENTIONS.values()):
         raise ValueError(f"box_convention must be one of {sorted(set(BOX_CONVENTIONS.values()))}, got {box_convention!r}")
     meta = json.loads((weights / "config.json").read_text())
     meta["inference"] = {"box_convention": box_convention, "flip": bool(flip)}
-    meta["licence"] = LICENCE
+    meta["licence"] = licence
     meta["source"] = str(weights)
     return save_weights(Path(dest) if dest else WEIGHTS / name, load_file(weights / "model.safetensors"), meta)
 
@@ -81,8 +82,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--box-convention", default="landmarks", help="the training faces' box (default: landmarks)")
     ap.add_argument("--flip", action="store_true", help="the model runs with flip averaging by default")
     ap.add_argument("--dest", default=None, help="default: the package's weights folder")
+    ap.add_argument("--licence", default=LICENCE_300W, help="the terms its training data imposes")
     args = ap.parse_args(argv)
-    print(bundle(args.weights, args.name, box_convention=args.box_convention, flip=args.flip, dest=args.dest))
+    print(bundle(args.weights, args.name, box_convention=args.box_convention, flip=args.flip, dest=args.dest,
+                 licence=args.licence))
 
 
 if __name__ == "__main__":
