@@ -70,7 +70,10 @@ def _gather_rows(size: int, out: int) -> tuple[int, tuple[int, ...]]:
 
 @functools.lru_cache(maxsize=256)
 def _cached_index(values: tuple[int, ...], device: torch.device) -> Tensor:
-    return torch.tensor(values, dtype=torch.long, device=device)
+    # a normal tensor even when first asked for under inference_mode: an inference tensor in the cache
+    # would break a later forward that autograd records
+    with torch.inference_mode(False):
+        return torch.tensor(values, dtype=torch.long, device=device)
 
 
 def _index(values: tuple[int, ...], device: torch.device) -> Tensor:

@@ -138,3 +138,18 @@ def test_compiled_folded_layer_equals_eager():
         x = torch.randn(shape)
         with torch.no_grad():
             assert_same(compiled(x), net(x))
+
+
+def test_index_cached_under_inference_mode_serves_autograd_later():
+    """A detector's inference_mode forward first fills the gather-index cache; a later forward that
+    autograd records must still work (the full suite failed on this order before the fix)."""
+    from sepbn.nn.deploy import _cached_index
+
+    _cached_index.cache_clear()
+    with torch.inference_mode():
+        _cached_index((0, 2, 1), torch.device("cpu"))
+    index = _cached_index((0, 2, 1), torch.device("cpu"))
+    assert not index.is_inference()
+    x = torch.randn(1, 2, 3, requires_grad=True)
+    x.index_select(2, index).sum().backward()
+    assert x.grad is not None
