@@ -109,6 +109,8 @@ def predict(model: torch.nn.Module, data: Any, protocol: Protocol, *, batch_size
         raise ValueError(f"the model predicts {list(heads)}, not protocol {protocol!r}")
     k = num_domain_branches(model)
     branch = _check_branch(branch, k)
+    if flip and branch == "label":  # a mirrored face belongs to the mirror domain: routing would be wrong
+        raise ValueError("flip averaging cannot route faces by their domain label (branch='label')")
     flip_perm = spec.flip_perm if flip else None
     was_training = model.training
     model.eval()

@@ -120,6 +120,8 @@ def test_brute_force_label_routing_uses_each_records_domain(dataset):
     res = evaluate(model, dataset, batch_size=5, branch="label")
     assert (res.branches == res.domains).all() and res.summary["branch_counts"] == [6, 6]
     assert np.all(res.errors[res.domains == 0] < 1e-4) and np.all(res.errors[res.domains == 1] > 0.01)
+    with pytest.raises(ValueError, match="flip averaging cannot route faces by their domain label"):
+        evaluate(model, dataset, batch_size=5, branch="label", flip=True)
 
 
 def test_branch_is_checked(dataset):
