@@ -22,8 +22,8 @@ from .predictor import CheckpointError, LandmarkDetector
 
 __all__ = ["PRETRAINED", "pretrained_path", "load_pretrained", "bundle"]
 
-# bundled model name -> its folder under sepbn/inference/weights (what each is: docs/model_card.md)
-PRETRAINED: dict[str, str] = {"300w68": "300w68"}
+# the bundled models, each a folder of that name under sepbn/inference/weights (docs/model_card.md)
+PRETRAINED: tuple[str, ...] = ("300w68",)
 DEFAULT_MODEL = "300w68"
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 LICENCE_300W = ("trained on 300-W (iBUG) faces: research use only, not for commercial use; "
@@ -34,7 +34,7 @@ def pretrained_path(name: str = DEFAULT_MODEL) -> Path:
     """The folder of bundled model ``name``; a one-line error when it is unknown or not installed."""
     if name not in PRETRAINED:
         raise CheckpointError(f"no bundled model {name!r}; bundled: {sorted(PRETRAINED)}")
-    folder = WEIGHTS / PRETRAINED[name]
+    folder = WEIGHTS / name
     if not (folder / "model.safetensors").is_file():
         raise CheckpointError(f"bundled model {name!r} is missing from this installation ({folder}); "
                               "reinstall sepbn or pass a checkpoint")
@@ -53,7 +53,7 @@ def load_pretrained(name: str = DEFAULT_MODEL, *, device: str | torch.device = "
         >>> import sepbn
         >>> det = sepbn.load_pretrained("300w68")  # doctest: +SKIP
         >>> faces = det.predict("photo.jpg")  # doctest: +SKIP
-        >>> faces[0].points.shape  # doctest: +SKIP
+        >>> faces[0].landmarks.shape  # doctest: +SKIP
         (68, 2)
     """
     face_detector = create_detector(detector) if detector else None

@@ -26,7 +26,7 @@ def unflip_points(u: torch.Tensor, flip_perm: Sequence[int]) -> torch.Tensor:
         [[[-0.25, 0.5], [0.5, 0.125]]]
     """
     perm = torch.as_tensor(list(flip_perm), dtype=torch.long, device=u.device)
-    out = u.index_select(1, perm).clone()
+    out = u.index_select(1, perm)  # a new tensor: the sign change below leaves ``u`` alone
     out[..., 0] = -out[..., 0]
     return out
 
