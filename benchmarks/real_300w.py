@@ -3,8 +3,9 @@
 ``--data DIR`` holds ``300w/`` (AFW + HELEN-train faces, 68 points) and optionally ``mtfl/``
 (10,000 faces, 5 points). A seeded ``--val-fraction`` of the 300-W faces is held out for
 validation (never trained on; the defaults give the project's fixed split, ``real_splits.py``).
-The split is written as two generic CSV annotation lists under ``--out`` (they reference the original images; nothing is copied). Each model is trained by the
-ordinary loop (``sepbn.train.loop.train``) and evaluated on the held-out faces with the
+The split is written as two generic CSV annotation lists under ``--out`` (they reference the original
+images; nothing is copied). Each model is trained by ``sepbn train`` (its config written next to the
+run folder) and evaluated on the held-out faces with the
 inter-ocular NME (outer eye corners 36, 45). With ``--cnt``, a third model is trained by CNT:
 stage 1 on 300-W + MTFL (one head each, faces drawn in proportion to size), stage 2 on 300-W with
 the backbone learning rate at 1e-7.
@@ -23,9 +24,9 @@ from pathlib import Path
 
 from sepbn.assembly import build_datasets
 from sepbn.checkpoint import load_model
-from sepbn.config import load_config
+from sepbn.cli import main as sepbn_main
+from sepbn.config import format_config, load_config
 from sepbn.evaluation.evaluate import evaluate
-from sepbn.train.loop import train
 
 from real_splits import write_split  # noqa: E402  (benchmarks/ is the script's folder)
 
@@ -33,6 +34,16 @@ from real_splits import write_split  # noqa: E402  (benchmarks/ is the script's 
 def split_300w(data: Path, out: Path, val_fraction: float, seed: int, limit: int | None) -> dict[str, Path]:
     """The project's fixed 300-W split (``real_splits.py``): ``{"train": csv, "val": csv}`` under ``out``."""
     return write_split("300w", data, out, val_fraction, seed, limit)
+
+
+def train(overrides: list[str], out: Path) -> None:
+    """``sepbn train`` on the default config with ``overrides``; its config is kept as ``out``.toml."""
+    config = out.with_suffix(".toml")
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(format_config(load_config(None, overrides)))
+    code = sepbn_main(["train", str(config), "--out", str(out)])
+    if code:
+        raise SystemExit(f"sepbn train {config} failed (exit {code})")
 
 
 def main() -> None:
@@ -74,19 +85,19 @@ def main() -> None:
     results, timings = {}, {}
     for norm, overrides in runs.items():
         t0 = time.perf_counter()
-        train(load_config(None, overrides), out / norm)
+        train(overrides, out / norm)
         timings[norm] = time.perf_counter() - t0
     if args.cnt:
         t0 = time.perf_counter()
         n_train = sum(1 for _ in open(csv["train"])) - 1
         s1 = base + ["model.norm=sepbn", f"data.train=[{w300}, {mtfl}]", f"data.epoch_size={2 * n_train}",
                      "name=real-300w-cnt-stage1"]
-        train(load_config(None, s1), out / "cnt_stage1")
+        train(s1, out / "cnt_stage1")
         s2 = base + ["model.norm=sepbn", f"data.train=[{w300}]", "optim.backbone_lr=1e-7",
                      f"train.init_from={out / 'cnt_stage1' / 'last.pt'}", f"schedule.epochs={max(e // 4, 2)}",
                      "schedule.warmup_epochs=0", "schedule.tau_start=1.0", "schedule.tau_epochs=1",
                      "name=real-300w-cnt-stage2"]
-        train(load_config(None, s2), out / "cnt_sepbn")
+        train(s2, out / "cnt_sepbn")
         timings["cnt_sepbn"] = time.perf_counter() - t0
     cfg = load_config(None, base)
     (val_set,) = build_datasets(cfg.data, cfg.data.val, train=False, image_size=args.size).values()

@@ -15,9 +15,9 @@ import platform
 import time
 
 import torch
+from torch.nn.functional import l1_loss
 
 from sepbn.models import create_model
-from sepbn.train.losses import l1_loss
 
 
 def measure(norm: str, *, width: float, size: int, batch: int, steps: int, warmup: int, device: torch.device,

@@ -20,18 +20,50 @@ from typing import Mapping, Sequence
 
 import torch
 
-from .config import DataConfig, DatasetConfig
+from .config import Config, ConfigError, DataConfig, DatasetConfig, load_config
 from .data.dataset import LandmarkDataset
-from .data.formats import RecordList, read_records
+from .data.formats import READERS, RecordList, read_records, split_problem
 from .data.pose_domains import assign_pose_domains
 from .data.transforms import AugmentConfig
 from .protocols import Protocol, spec_name
 
 __all__ = ["dataset_name", "dataset_names", "resolve", "read_dataset_records", "build_datasets", "resolve_device",
-           "checkpoint_entries", "GENERIC_FORMATS"]
+           "checkpoint_entries", "check_data_keys", "load_run_config", "GENERIC_FORMATS"]
 
 # formats whose files may hold any protocol (the official formats each hold one)
 GENERIC_FORMATS = ("csv", "jsonl", "coco")
+SYNTH_SPLITS = ("train", "test")
+
+
+def check_data_keys(data: DataConfig) -> None:
+    """A ConfigError naming the key (``data.train.0.fmt``) of the first unknown format or split.
+
+    The config loader cannot check these (it does not load the readers); the commands call this
+    right after loading, so a typo is a one-line error before any data is read.
+    """
+    for role, entries in (("train", data.train), ("val", data.val)):
+        for i, d in enumerate(entries):
+            key = f"data.{role}.{i}"
+            if d.fmt == "synth":
+                if d.split is not None and d.split not in SYNTH_SPLITS:
+                    raise ConfigError(f"{key}.split: SynthFaces has no split {d.split!r}; its splits: "
+                                      f"{list(SYNTH_SPLITS)}")
+                continue
+            if d.fmt not in READERS:
+                raise ConfigError(f"{key}.fmt: unknown format {d.fmt!r}; known: {sorted([*READERS, 'synth'])}")
+            problem = split_problem(d.fmt, d.split)
+            if problem:
+                raise ConfigError(f"{key}.split: {problem}")
+
+
+def load_run_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Config:
+    """``load_config`` plus :func:`check_data_keys`; every error names the config file and the key."""
+    cfg = load_config(path, overrides)
+    try:
+        check_data_keys(cfg.data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}" if path is not None else str(e)) from None
+    return cfg
 
 
 def resolve_device(name: str | torch.device) -> torch.device:

@@ -162,3 +162,23 @@ def test_check_command_summarises_and_lists_problems(tiny_faces, tmp_path, capsy
                  "--out", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out
     assert "skipped 1: 1 undecodable" in out and f"skipped {folder / '003.png'}: cannot decode" in out
+
+
+def test_dataset_key_typos_exit_2_naming_file_and_key(tiny_faces, tmp_path, capsys):
+    """Issue 20, fault 7: a protocol, fmt or split typo is a config error (exit 2) naming file and key."""
+    cfg = _config(tmp_path, tiny_faces)
+    cases = [("data.train.0.protocol=5ptt", "data.train.0.protocol", "5ptt"),
+             ("data.val.0.fmt=cvs", "data.val.0.fmt", "unknown format 'cvs'"),
+             ("data.train.0.split=tset", "data.train.0.split", "one split per file")]
+    for override, key, detail in cases:
+        for command in (["train", str(cfg), "--out", str(tmp_path / "never")], ["check", str(cfg)]):
+            assert main([*command, "--set", override]) == 2, (command[0], override)
+            err = capsys.readouterr().err.strip()
+            assert len(err.splitlines()) == 1 and str(cfg) in err and key in err and detail in err, err
+    assert not (tmp_path / "never").exists()
+    # a format with named splits lists them
+    bad = tmp_path / "bad.toml"
+    bad.write_text(cfg.read_text().replace('fmt = "csv"', 'fmt = "wflw"\nsplit = "tain"', 1))
+    assert main(["check", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: data.train.0.split: format 'wflw' has no split 'tain'; its splits: ['train', 'test']" in err

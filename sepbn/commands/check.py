@@ -26,11 +26,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import ConfigError, load_config
+    from ..assembly import load_run_config
+    from ..config import ConfigError
     from ..train.data import check_data
 
     overrides = list(args.overrides) + ([f"data.root={args.data_root}"] if args.data_root else [])
-    cfg = load_config(args.config, overrides)
+    cfg = load_run_config(args.config, overrides)
     if not cfg.data.train:
         raise ConfigError(f"{args.config}: the config lists no training dataset ([[data.train]])")
     if cfg.train.init_from:

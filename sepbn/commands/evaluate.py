@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..config import DataConfig, load_config
+from ..config import DataConfig
 from ..errors import UsageError
 from ..io import atomic_write_text
 
@@ -40,11 +40,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _entries(args, meta):
-    from ..assembly import checkpoint_entries
+    from ..assembly import checkpoint_entries, load_run_config
     from ..checkpoint import checkpoint_protocols
 
     if args.config:
-        cfg = load_config(args.config)
+        cfg = load_run_config(args.config)
         return cfg.data, list(cfg.data.val)
     protocols = [args.protocol] if args.protocol else []
     return DataConfig(), checkpoint_entries(args.data, protocols, checkpoint_protocols(meta), meta.get("config"),

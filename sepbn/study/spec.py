@@ -39,7 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..config import ConfigError, load_config
+from ..assembly import load_run_config
+from ..config import ConfigError
 
 __all__ = ["StudyError", "Stage", "Variant", "EvalSpec", "Study", "Job", "load_study", "study_jobs",
            "check_study", "study_to_dict"]
@@ -269,9 +270,9 @@ def check_study(study: Study) -> dict[str, str]:
         previous = None
         for k, st in enumerate(v.stages):
             try:
-                load_config(st.config, _stage_overrides(st, study.seeds[0], previous))
+                load_run_config(st.config, _stage_overrides(st, study.seeds[0], previous))
                 if study.eval.sets:
-                    load_config(st.config, [*st.overrides, f"data.val={json.dumps(list(study.eval.sets))}"])
+                    load_run_config(st.config, [*st.overrides, f"data.val={json.dumps(list(study.eval.sets))}"])
             except ConfigError as e:
                 errors[v.name] = f"stage {k + 1}: {e}" if len(v.stages) > 1 else str(e)
                 break

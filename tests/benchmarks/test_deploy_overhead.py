@@ -25,9 +25,9 @@ def test_sepbn_elements_are_counted_from_the_layer_inputs(monkeypatch):
     net = create_model("vanilla", ["wflw98"], norm="sepbn", width=1 / 8, input_size=64)
     # blocks of 8, 16, ..., 256 channels at sides 64, 32, ..., 2 (the conv outputs SepBN normalises)
     want = sum(c * s * s for c, s in zip((8, 16, 32, 64, 128, 256), (64, 32, 16, 8, 4, 2)))
-    assert bench.sepbn_elements(net, 64) == want == 64512
+    assert bench.sepbn_elements(net, 64, "wflw98") == want == 64512
     bn_only = create_model("vanilla", ["wflw98"], norm="sepbn", placement=[5], width=1 / 8, input_size=64)
-    assert bench.sepbn_elements(bn_only, 64) == 256 * 2 * 2
+    assert bench.sepbn_elements(bn_only, 64, "wflw98") == 256 * 2 * 2
 
 
 class StubNet:
@@ -40,9 +40,9 @@ class StubNet:
 
 def test_measure_fills_ratio_and_floor_and_the_table_shows_it(monkeypatch):
     bench = load("deploy_overhead", monkeypatch)
-    cells = [bench.Cell("stub", "infer-ort", "cpu", 1, 32), bench.Cell("stub", "train", "cpu", 2, 16)]
+    cells = [bench.Cell("stub", "infer-ort", "cpu", 1, 32, target=bench.INFER_TARGETS[32]),
+             bench.Cell("stub", "train", "cpu", 2, 16, target=bench.TRAIN_TARGETS[StubNet.target_index])]
     for cell in cells:
-        cell.target = bench.TARGETS[cell.mode][StubNet.target_index]
         bench.measure(cell, StubNet(), repeats=3, bandwidth=2.0)  # 2 GB/s
     ort, train = cells
     assert ort.repeats == 3 and len(ort.bn_samples) == len(ort.sepbn_samples) == 3
@@ -54,3 +54,20 @@ def test_measure_fills_ratio_and_floor_and_the_table_shows_it(monkeypatch):
     info = {"cpu": "x", "logical_cpus": 2, "torch": "t", "onnxruntime": "o", "load_average_at_start": (0, 0, 0)}
     table = bench.markdown(cells, info, {"cpu 1 thread": 2.0})
     assert table.count("| stub |") == 2 and "| infer-ort | cpu | 1 | 32 |" in table and "2.0 GB/s" in table
+
+
+def test_cells_carry_issue_18_targets(monkeypatch):
+    bench = load("deploy_overhead", monkeypatch)
+
+    class Named:
+        def __init__(self, name):
+            self.name, self.target_index = name, bench.NETS[name][1]
+
+    cells = bench.cells_for(Named("mobilenetv2-bn3"), quick=False, device="cpu")
+    infer = {(c.mode, c.threads, c.batch): c.target for c in cells if c.mode != "train"}
+    assert len(infer) == 8 and {t for (_, _, b), t in infer.items() if b == 1} == {1.15}
+    assert {t for (_, _, b), t in infer.items() if b == 32} == {1.10}
+    assert [c.target for c in cells if c.mode == "train"] == [1.15]
+    shipped = bench.cells_for(Named("shipped-300w68"), quick=False, device="cpu")
+    assert [(c.mode, c.threads, c.batch, c.target) for c in shipped] == [("infer-eager", 1, 1, 1.10),
+                                                                          ("infer-eager", 2, 1, 1.10)]

@@ -163,11 +163,13 @@ def test_bn_model_exports_without_batchnormalization(exported):
 
 
 # ONNX nodes per SepBN layer of the folded export (sepbn graph - BN twin graph) / layers; before issue 18:
-# vanilla 52.7, mobilenetv2 41.6, resnext50 41.6 (row and column slices, Max, Gather, Transpose)
+# vanilla 52.7, mobilenetv2 41.6, resnext50 41.6 (row and column slices, Max, Gather, Transpose). A side
+# that T does not divide costs one Slice + ReduceMax per window and a Concat (2 T + 1 nodes): ONNX Runtime
+# runs that 20-30x faster than one Gather; a side it divides costs one MaxPool.
 NETWORK_NODES = {
-    "vanilla": (dict(arch="vanilla", width=1 / 16), 64, 19),
-    "mobilenetv2": (dict(arch="mobilenetv2", width=0.25, placement=["bn3"]), 32, 20),
-    "resnext50": (dict(arch="resnext50", placement=["bn3"]), 32, 21),
+    "vanilla": (dict(arch="vanilla", width=1 / 16), 64, 24),
+    "mobilenetv2": (dict(arch="mobilenetv2", width=0.25, placement=["bn3"]), 32, 26),
+    "resnext50": (dict(arch="resnext50", placement=["bn3"]), 32, 26),
 }
 
 
@@ -184,10 +186,15 @@ def test_onnx_nodes_per_sepbn_layer_are_pinned_and_match_eager(name, tmp_path):
         path = tmp_path / f"{norm}.onnx"
         report = export_model(model, "300w68", "onnx", path, size)  # folded; parity vs the unfolded model
         assert report.ok and set(report.max_abs_diff) == {1, 3}, str(report)
-        nodes[norm] = [n.op_type for n in onnx.load(str(path)).graph.node]
+        graph = onnx.load(str(path)).graph
+        nodes[norm] = [n.op_type for n in graph.node]
+        constants = {t.name for t in graph.initializer}
+        # a Gather of an activation (not of a stored tensor, like a row of the mixing matrix)
+        nodes[norm + "-gathers"] = [n.name for n in graph.node if n.op_type == "Gather" and n.input[0] not in constants]
     layers = len(sepbn_modules(model))
     per_layer = (len(nodes["sepbn"]) - len(nodes["bn"])) / layers
     assert per_layer <= most, (per_layer, nodes["sepbn"])
-    assert not {"Slice", "Concat", "Transpose", "Max"} & set(nodes["sepbn"])  # no window-by-window pooling
+    assert not nodes["sepbn-gathers"]  # pooling reads windows, not indices (ORT's Gather is slow there)
+    assert not {"Transpose", "Max"} & set(nodes["sepbn"])
     assert nodes["sepbn"].count("Mul") == layers  # the per-sample affine: one Mul and one Add, no reshuffle
 

@@ -22,18 +22,19 @@ from typing import Any, Callable, Sequence
 
 from ..protocols import get_protocol
 from ..records import FaceRecord
-from .aflw import read_aflw, write_aflw
+from .aflw import AFLW_SPLITS, read_aflw, write_aflw
 from .coco import read_coco, write_coco
-from .cofw import read_cofw, write_cofw
+from .cofw import COFW_KEYS, read_cofw, write_cofw
 from .common import check_record_image, validate_record
 from .errors import FormatError, Issues, RecordList
 from .generic import read_csv, read_jsonl, write_csv, write_jsonl
-from .mtfl import read_mtfl, write_mtfl
-from .w300 import read_300w, read_300w_csv, write_300w, write_300w_csv
-from .wflw import read_wflw, write_wflw
+from .mtfl import MTFL_FILES, read_mtfl, write_mtfl
+from .w300 import SPLITS_300W, read_300w, read_300w_csv, write_300w, write_300w_csv
+from .wflw import WFLW_FILES, read_wflw, write_wflw
 from .wider import read_wider5, write_wider5
 
-__all__ = ["read_records", "write_records", "FormatError", "RecordList", "READERS", "WRITERS"]
+__all__ = ["read_records", "write_records", "FormatError", "RecordList", "READERS", "WRITERS", "SPLITS",
+           "split_problem"]
 
 READERS: dict[str, Callable[..., list[FaceRecord]]] = {
     "wflw": read_wflw,
@@ -60,6 +61,23 @@ WRITERS: dict[str, Callable[..., None]] = {
     "coco": write_coco,
 }
 _READ_ARGS = {"source", "images", "split", "issues"}
+# named splits of each format; None: any name (a sub-folder); (): one split per file, split refused
+SPLITS: dict[str, tuple[str, ...] | None] = {
+    "wflw": tuple(WFLW_FILES), "300w": tuple(SPLITS_300W), "cofw": tuple(COFW_KEYS), "mtfl": tuple(MTFL_FILES),
+    "aflw": tuple(AFLW_SPLITS), "wider5": None, "300w-csv": (), "csv": (), "jsonl": (), "coco": (),
+}
+
+
+def split_problem(fmt: str, split: str | None) -> str | None:
+    """Why ``split`` is no split of format ``fmt`` (None when it is one, or not given)."""
+    named = SPLITS.get(fmt)
+    if split is None or named is None:
+        return None
+    if not named:
+        return f"format {fmt!r} holds one split per file; remove split={split!r}"
+    if split not in named:
+        return f"format {fmt!r} has no split {split!r}; its splits: {list(named)}"
+    return None
 
 
 def _lookup(table: dict, fmt: str, what: str) -> Callable:
