@@ -199,5 +199,5 @@ def checkpoint_protocols(meta: dict) -> dict[str, Protocol]:
         try:
             out[name] = get_protocol(stored.get(name, name))
         except ValueError as e:
-            raise ValueError(f"checkpoint lacks the definition of protocol {name!r} ({e})") from None
+            raise CheckpointError(f"checkpoint lacks the definition of protocol {name!r} ({e})") from None
     return out

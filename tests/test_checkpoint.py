@@ -151,3 +151,13 @@ def test_weights_folder_write_failure_keeps_the_previous_folder(tmp_path, monkey
         ck.save_weights(folder, net.state_dict(), {"model_args": net.model_args, "step": 2})
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["best"]
+
+
+def test_a_checkpoint_without_its_protocol_definition_is_a_checkpoint_error():
+    from sepbn.checkpoint import CheckpointError, checkpoint_protocols
+
+    meta = {"model_args": {"protocols": ["5pt", "tri3"]}, "protocols": {}}
+    with pytest.raises(CheckpointError, match="checkpoint lacks the definition of protocol 'tri3'") as info:
+        checkpoint_protocols(meta)
+    assert info.value.exit_code == 2
+    assert list(checkpoint_protocols({"model_args": {"protocols": ["5pt"]}})) == ["5pt"]  # built-in names resolve
