@@ -1,8 +1,9 @@
 """DDP scaling on CPU: training images/s of a small VanillaCNN with 1 process vs N processes (gloo).
 
 Each process trains on random inputs (no data loading): forward + L1 loss + backward (DDP's
-gradient all-reduce) + SGD step, the model wrapped by ``sepbn.train.distributed.DistInfo.wrap``
-exactly as in ``sepbn train``. Weak scaling: every process keeps the per-process batch, so N
+gradient all-reduce) + SGD step, the model wrapped as ``sepbn train`` wraps a one-protocol network
+(``DistributedDataParallel``; in the sync-BN rows its BN statistics synchronised by
+``sepbn.nn.sync_bn.convert_sync_batchnorm``). Weak scaling: every process keeps the per-process batch, so N
 processes train on an N-times larger effective batch; images/s counts all processes' images.
 Rows, for BN and SepBN: 1 process with 1 thread, 1 process with N threads (as many cores as the
 N-process run), N processes with 1 thread each; SepBN also with ``dist.sync_bn``. The last column
@@ -26,9 +27,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from torch.nn.functional import l1_loss
+from torch.nn.parallel import DistributedDataParallel
+
 from sepbn.models import create_model
-from sepbn.train.distributed import DistInfo
-from sepbn.train.losses import l1_loss
+from sepbn.nn.sync_bn import convert_sync_batchnorm
 
 
 def _worker(rank: int, world: int, port: int, args: dict, threads: int, norm: str, sync_bn: bool,
@@ -37,12 +40,13 @@ def _worker(rank: int, world: int, port: int, args: dict, threads: int, norm: st
     if world > 1:
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=300))
-    info = DistInfo(rank=rank, world_size=world, sync_bn=sync_bn, backend="gloo")
     torch.manual_seed(rank)
     size, batch = args["size"], args["batch"]
     model = create_model("vanilla", ["wflw98"], norm=norm, width=args["width"], input_size=size).train()
     opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, weight_decay=5e-4)
-    net = info.wrap(model)
+    if world > 1 and sync_bn:
+        convert_sync_batchnorm(model)
+    net = DistributedDataParallel(model) if world > 1 else model  # one head: every parameter is used
     x = torch.randn(batch, 3, size, size)
     y = torch.rand(batch, 98, 2) * 2 - 1
 
@@ -54,11 +58,13 @@ def _worker(rank: int, world: int, port: int, args: dict, threads: int, norm: st
 
     for _ in range(args["warmup"]):
         step()
-    info.barrier("the start of the timing")
+    if world > 1:
+        dist.barrier()
     t0 = time.perf_counter()
     for _ in range(args["steps"]):
         step()
-    info.barrier("the end of the timing")
+    if world > 1:
+        dist.barrier()
     elapsed = time.perf_counter() - t0
     if rank == 0:
         result.put(args["steps"] * batch * world / elapsed)

@@ -20,7 +20,7 @@ is ``DistInfo()`` and never touches ``torch.distributed``. Decisions (docs/distr
   every head would need a mean over zero rows). One graph walk per step is cheap next to the
   backbone. Single-head networks use every parameter every step and skip the walk.
 * ``dist.sync_bn``: BN layers and SepBN's inner normalisation become ``nn.SyncBatchNorm`` on GPUs,
-  :class:`~.sync_bn.CPUSyncBatchNorm` on CPUs; the K mapping sets and attentions stay per layer,
+  :class:`~sepbn.nn.sync_bn.CPUSyncBatchNorm` on CPUs; the K mapping sets and attentions stay per layer,
   replicated by DDP.
 * Validation runs on rank 0 with the unwrapped model (eval mode: no collective); the other ranks
   wait at :meth:`DistInfo.barrier`, which fails after ``dist.timeout_s`` instead of hanging.
@@ -102,7 +102,7 @@ class DistInfo:
             return model
         from torch.nn.parallel import DistributedDataParallel
 
-        from .sync_bn import convert_sync_batchnorm
+        from ..nn.sync_bn import convert_sync_batchnorm
 
         device = next(model.parameters()).device
         if self.sync_bn:  # torch's kernel on GPUs; nn.SyncBatchNorm refuses CPU tensors

@@ -34,7 +34,7 @@ from sepbn.train.losses import l1_loss
 from sepbn.train.loop import train
 from sepbn.train.optim import build_optimizer
 from sepbn.train.schedules import tau_at
-from sepbn.train.sync_bn import CPUSyncBatchNorm, convert_sync_batchnorm
+from sepbn.nn.sync_bn import CPUSyncBatchNorm, convert_sync_batchnorm
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 ROOT = Path(__file__).parents[2]
