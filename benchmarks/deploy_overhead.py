@@ -4,9 +4,9 @@ Rows: Vanilla CNN (Table I) at width 1.0 and 0.25 with SepBN in every block, Res
 with SepBN at BN3 (Table X), all at 128 px, one 98-point head; and the bundled 300w68 model (issue 17)
 against a BN twin, in eager PyTorch at batch 1, the way ``sepbn predict`` runs it. Targets (issue 18):
 inference SepBN/BN at most 1.15 at batch 1 and 1.10 at batch 32, the shipped model at most 1.10; the
-train step within issue 12's targets (1.10 Vanilla and ResNeXt, 1.15 MobileNetV2). Each cell times the BN network against
-the SepBN network, interleaved (one call of each in turn, so background load hits both alike), and
-prints the ratio of medians:
+train step within issue 12's targets (1.10 Vanilla and ResNeXt, 1.15 MobileNetV2). Each cell times the BN
+network against the SepBN network, interleaved (one call of each in turn, so background load hits both
+alike), and prints the ratio of medians:
 
 - inference, eager PyTorch: both models through ``sepbn.nn.fuse_for_inference`` (BN folded into the
   convolutions; SepBN's normalisation folded, its per-sample mixed affine left), 1 and 2 threads, batch 1, 32;
@@ -217,7 +217,8 @@ def cells_for(net: Net, quick: bool, device: str) -> list[Cell]:
     for mode in ("infer-eager", "infer-ort"):
         for threads in (1, 2):
             for batch in batches:
-                out.append(Cell(net.name, mode, "cpu", threads, batch, target=INFER_TARGETS.get(batch, INFER_TARGETS[1])))
+                target = INFER_TARGETS.get(batch, INFER_TARGETS[1])
+                out.append(Cell(net.name, mode, "cpu", threads, batch, target=target))
     out.append(Cell(net.name, "train", "cpu", 2, 4 if quick else 16, target=TRAIN_TARGETS[net.target_index]))
     if device == "cuda":
         out += [Cell(net.name, "infer-eager", "cuda", 0, b, target=INFER_TARGETS.get(b, INFER_TARGETS[1]))

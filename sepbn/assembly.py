@@ -22,7 +22,7 @@ import torch
 
 from .config import Config, ConfigError, DataConfig, DatasetConfig, load_config
 from .data.dataset import LandmarkDataset
-from .data.formats import READERS, RecordList, read_records, split_problem
+from .data.formats import SPLITS, RecordList, read_records, split_problem
 from .data.pose_domains import assign_pose_domains
 from .data.transforms import AugmentConfig
 from .protocols import Protocol, spec_name
@@ -32,7 +32,6 @@ __all__ = ["dataset_name", "dataset_names", "resolve", "read_dataset_records", "
 
 # formats whose files may hold any protocol (the official formats each hold one)
 GENERIC_FORMATS = ("csv", "jsonl", "coco")
-SYNTH_SPLITS = ("train", "test")
 
 
 def check_data_keys(data: DataConfig) -> None:
@@ -44,13 +43,8 @@ def check_data_keys(data: DataConfig) -> None:
     for role, entries in (("train", data.train), ("val", data.val)):
         for i, d in enumerate(entries):
             key = f"data.{role}.{i}"
-            if d.fmt == "synth":
-                if d.split is not None and d.split not in SYNTH_SPLITS:
-                    raise ConfigError(f"{key}.split: SynthFaces has no split {d.split!r}; its splits: "
-                                      f"{list(SYNTH_SPLITS)}")
-                continue
-            if d.fmt not in READERS:
-                raise ConfigError(f"{key}.fmt: unknown format {d.fmt!r}; known: {sorted([*READERS, 'synth'])}")
+            if d.fmt not in SPLITS:  # every reader's format, and SynthFaces folders
+                raise ConfigError(f"{key}.fmt: unknown format {d.fmt!r}; known: {sorted(SPLITS)}")
             problem = split_problem(d.fmt, d.split)
             if problem:
                 raise ConfigError(f"{key}.split: {problem}")

@@ -190,7 +190,8 @@ def test_onnx_nodes_per_sepbn_layer_are_pinned_and_match_eager(name, tmp_path):
         nodes[norm] = [n.op_type for n in graph.node]
         constants = {t.name for t in graph.initializer}
         # a Gather of an activation (not of a stored tensor, like a row of the mixing matrix)
-        nodes[norm + "-gathers"] = [n.name for n in graph.node if n.op_type == "Gather" and n.input[0] not in constants]
+        nodes[norm + "-gathers"] = [n.name for n in graph.node
+                                    if n.op_type == "Gather" and n.input[0] not in constants]
     layers = len(sepbn_modules(model))
     per_layer = (len(nodes["sepbn"]) - len(nodes["bn"])) / layers
     assert per_layer <= most, (per_layer, nodes["sepbn"])

@@ -61,10 +61,12 @@ WRITERS: dict[str, Callable[..., None]] = {
     "coco": write_coco,
 }
 _READ_ARGS = {"source", "images", "split", "issues"}
-# named splits of each format; None: any name (a sub-folder); (): one split per file, split refused
+# named splits of each format; None: any name (a sub-folder); (): one split per file, split refused.
+# "synth": a SynthFaces folder (sepbn.data.synth.load_synth reads it with these readers)
 SPLITS: dict[str, tuple[str, ...] | None] = {
     "wflw": tuple(WFLW_FILES), "300w": tuple(SPLITS_300W), "cofw": tuple(COFW_KEYS), "mtfl": tuple(MTFL_FILES),
     "aflw": tuple(AFLW_SPLITS), "wider5": None, "300w-csv": (), "csv": (), "jsonl": (), "coco": (),
+    "synth": ("train", "test"),
 }
 
 

@@ -468,11 +468,11 @@ def load_synth(out_dir: str | Path, protocol: str, split: str = "train") -> list
 
     Readers that carry visibility (COFW, AFLW, WIDER-5) return it; WFLW and 300-W files have none.
     """
-    from ..formats import read_records
+    from ..formats import SPLITS, read_records
 
     out = Path(out_dir)
     name = get_protocol(protocol).name
-    if split not in ("train", "test"):
+    if split not in SPLITS["synth"]:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     if name not in FORMATS:
         raise ValueError(f"no SynthFaces files for protocol {name!r}; known: {sorted(FORMATS)}")
