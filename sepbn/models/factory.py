@@ -21,6 +21,11 @@ single-protocol Vanilla CNN is exactly Table I (the paper's "Vanilla CNN (BN)/(S
 while a CNT model's branches match Fig. 5. ``model_args`` stores the resolved value, so a CNT
 stage-2 model (``LandmarkNet.select``) and every rebuilt checkpoint keep their adapters.
 
+Head (``head``): ``"fc"`` (default) is the paper's regressor of each network (Table I's FlattenHead,
+the torchvision PooledHead); ``"integral"`` is :class:`~sepbn.models.heads.IntegralHead`, a soft-argmax
+per point on the last feature map. With the Vanilla CNN it drops the max-pools of the last two
+blocks, so their convolutions run on (and the head reads) the ``input_size / 16`` map (8x8 at 128 px).
+
 Protocols: ``Protocol`` objects (anything with ``name`` and ``num_points``) are used as given;
 a built-in name is resolved once by ``sepbn.protocols.get_protocol`` (the ground floor, numpy only:
 ``sepbn.models`` never loads ``sepbn.data`` or OpenCV). ``model_args`` also stores ``num_points``,
@@ -41,13 +46,13 @@ from torch import nn
 from sepbn.nn import BruteForceSepBN2d, MixtureBatchNorm2d, SepBatchNorm2d, convert_to_sepbn
 
 from ..protocols import PROTOCOLS, get_protocol
-from .heads import FlattenHead, PooledHead
+from .heads import FlattenHead, IntegralHead, PooledHead
 from .landmark_net import LandmarkNet
 from .mobilenet import CLASSIFIER_DROPOUT, MobileNetV2Backbone
 from .resnext import ResNeXt50Backbone
 from .vanilla_cnn import TABLE_I_CHANNELS, TABLE_I_HIDDEN, VanillaFeatures, scale_width
 
-__all__ = ["create_model", "BuildSpec", "MODELS", "NORMS", "TORCHVISION_SLOTS", "resolve_protocols"]
+__all__ = ["create_model", "BuildSpec", "MODELS", "NORMS", "HEADS", "TORCHVISION_SLOTS", "resolve_protocols"]
 
 NORMS: dict[str, Callable[..., nn.Module]] = {
     "bn": nn.BatchNorm2d,
@@ -55,6 +60,10 @@ NORMS: dict[str, Callable[..., nn.Module]] = {
     "bruteforce": BruteForceSepBN2d,
     "mixture": MixtureBatchNorm2d,  # the authors' public code (PROTOCOLS.md, "Gotchas")
 }
+
+HEADS = ("fc", "integral")
+# The integral head's Vanilla CNN keeps the side of its last two blocks: a map of input_size / 16.
+INTEGRAL_VANILLA_POOLS = 4
 
 TORCHVISION_SLOTS = ("bn1", "bn2", "bn3")
 VANILLA_BLOCKS = tuple(range(len(TABLE_I_CHANNELS)))
@@ -126,6 +135,7 @@ class BuildSpec:
     input_size: int
     pretrained: bool | str | os.PathLike
     adapter: bool
+    head: str = "fc"
 
 
 def build_vanilla(spec: BuildSpec) -> tuple[nn.Module, nn.ModuleDict]:
@@ -135,13 +145,22 @@ def build_vanilla(spec: BuildSpec) -> tuple[nn.Module, nn.ModuleDict]:
     chosen = set(spec.placement or ())
     sep = functools.partial(NORMS[spec.norm], **spec.norm_kwargs)
     norms = [sep if i in chosen else nn.BatchNorm2d for i in VANILLA_BLOCKS]
-    backbone = VanillaFeatures(norms, width=spec.width, input_size=spec.input_size)
+    pools = INTEGRAL_VANILLA_POOLS if spec.head == "integral" else len(VANILLA_BLOCKS)
+    backbone = VanillaFeatures(norms, width=spec.width, input_size=spec.input_size, pools=pools)
+    if spec.head == "integral":
+        return backbone, _integral_heads(backbone.out_channels, spec)
     hidden = scale_width(TABLE_I_HIDDEN, spec.width)
     return backbone, nn.ModuleDict(
         {
             name: FlattenHead(backbone.out_channels, backbone.out_size, L, hidden=hidden, adapter=spec.adapter)
             for name, L in spec.heads.items()
         }
+    )
+
+
+def _integral_heads(channels: int, spec: BuildSpec) -> nn.ModuleDict:
+    return nn.ModuleDict(
+        {name: IntegralHead(channels, L, adapter=spec.adapter) for name, L in spec.heads.items()}
     )
 
 
@@ -153,6 +172,8 @@ def _torchvision(
         slots = backbone.bn_slots()
         names = {n for s in spec.placement for n in slots[s]}
         convert_to_sepbn(backbone, where=lambda name, module: name in names, layer=NORMS[spec.norm], **spec.norm_kwargs)
+    if spec.head == "integral":
+        return backbone, _integral_heads(backbone.out_channels, spec)
     return backbone, nn.ModuleDict(
         {
             name: PooledHead(backbone.out_channels, L, dropout=dropout, adapter=spec.adapter)
@@ -199,6 +220,7 @@ def create_model(
     pretrained: bool | str | os.PathLike = False,
     adapter: bool | None = None,
     num_points: Mapping[str, int] | None = None,
+    head: str = "fc",
 ) -> LandmarkNet:
     """Build a :class:`LandmarkNet` with one head per protocol.
 
@@ -218,6 +240,7 @@ def create_model(
             download) or a local state-dict file; never stored in ``model_args``.
         adapter: add Fig. 5's conv adapter to each head; ``None``: only if there are several protocols.
         num_points: point counts for protocol names that are not built in (``model_args`` stores it).
+        head: ``"fc"`` (the paper's regressors) or ``"integral"`` (soft-argmax heatmaps, see above).
 
     The returned network's ``model_args`` rebuilds it: ``create_model(**net.model_args)``.
 
@@ -232,6 +255,8 @@ def create_model(
         raise ValueError(f"unknown norm {norm!r}; choose from {sorted(NORMS)}")
     if width <= 0:
         raise ValueError(f"width must be > 0, got {width}")
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; choose from {list(HEADS)}")
     norm_kwargs = dict(norm_kwargs or {})
     try:
         json.dumps(norm_kwargs)
@@ -240,7 +265,7 @@ def create_model(
     heads = resolve_protocols(protocols, num_points)
     placed = _placement(arch, norm, placement)
     use_adapter = len(heads) > 1 if adapter is None else bool(adapter)
-    spec = BuildSpec(heads, norm, norm_kwargs, placed, float(width), int(input_size), pretrained, use_adapter)
+    spec = BuildSpec(heads, norm, norm_kwargs, placed, float(width), int(input_size), pretrained, use_adapter, head)
     backbone, head_modules = MODELS[arch](spec)
     model_args = {
         "arch": arch,
@@ -253,5 +278,6 @@ def create_model(
         "input_size": int(input_size),
         "pretrained": False,  # the checkpoint's state dict carries the weights
         "adapter": use_adapter,
+        "head": head,
     }
     return LandmarkNet(backbone, head_modules, model_args)

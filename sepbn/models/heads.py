@@ -16,15 +16,20 @@ Two heads, each predicting the vector ``[x1, y1, ..., xL, yL]`` (2L numbers, Tab
   (paper section V-D): global average pool -> [Dropout] -> Linear(C, 2L), optionally
   preceded by the adapter. Used with ResNeXt-50 and MobileNetV2.
 
+Beyond the paper, :class:`IntegralHead` (``create_model(..., head="integral")``) reads the points
+off the feature map with a spatial prior: one heatmap per point and its soft-argmax (integral
+regression, Sun et al. 2018), so a point is where its evidence is, not a function of a flat vector.
+
 Whether a head has the adapter is an explicit argument (``adapter``); see
 ``sepbn.models.factory.create_model`` for the default (on for multi-protocol CNT models).
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
-__all__ = ["conv_adapter", "FlattenHead", "PooledHead", "LEAKY_SLOPE"]
+__all__ = ["conv_adapter", "FlattenHead", "PooledHead", "IntegralHead", "LEAKY_SLOPE"]
 
 # Table I: "we set the negative slope of LeakyReLU as 1e-2".
 LEAKY_SLOPE = 0.01
@@ -104,3 +109,43 @@ class PooledHead(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.dropout(self.pool(self.adapter(x)).flatten(1)))
+
+
+def _grid(n: int) -> Tensor:
+    """Coordinates of ``n`` cells along one side: edge cell centres on the crop edges (-1, +1)."""
+    return torch.linspace(-1.0, 1.0, n) if n > 1 else torch.zeros(1)
+
+
+class IntegralHead(nn.Module):
+    """Integral regression: [adapter] -> Conv1x1(C, L) -> softmax over the map -> expected (x, y).
+
+    Each point gets a heatmap on the (h, w) feature map; its coordinate is the heatmap's mean
+    position, so the head is differentiable and trains with the same coordinate loss as the
+    regressors. The grid puts the centres of the edge cells on the crop edges (-1 and +1),
+    so points anywhere in the crop are reachable (an expectation never leaves the grid's hull).
+
+    Shape:
+        (N, C, h, w) -> (N, 2L) as ``[x1, y1, ..., xL, yL]``, for any h, w.
+
+    Examples:
+        >>> import torch
+        >>> IntegralHead(8, num_points=5)(torch.zeros(3, 8, 4, 4)).abs().max().item()  # flat maps: centre
+        0.0
+    """
+
+    def __init__(self, in_channels: int, num_points: int, *, adapter: bool = False) -> None:
+        super().__init__()
+        _check_points(num_points)
+        self.num_points = num_points
+        self.adapter = conv_adapter(in_channels) if adapter else nn.Identity()
+        self.logits = nn.Conv2d(in_channels, num_points, kernel_size=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        maps = self.logits(self.adapter(x))
+        n, L, h, w = maps.shape
+        prob = maps.flatten(2).softmax(-1).view(n, L, h, w)
+        gx = _grid(w).to(prob)
+        gy = _grid(h).to(prob)
+        xs = (prob.sum(2) * gx).sum(-1)  # marginal over rows, then the mean column
+        ys = (prob.sum(3) * gy).sum(-1)
+        return torch.stack((xs, ys), -1).flatten(1)

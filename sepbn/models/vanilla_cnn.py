@@ -62,6 +62,8 @@ class VanillaFeatures(nn.Module):
         norm_layer: one factory for every block, or a sequence of 6 (one per block, Table VI).
         width: channel multiplier (1.0 = Table I).
         input_size: side of the square input (128 = Table I).
+        pools: how many blocks, from the first, end in the 2x max-pool (6 = Table I); the rest keep
+            their side, for heads that read a map (``create_model(..., head="integral")`` uses 4).
 
     Attributes:
         out_channels, out_size: channels and (h, w) of the output map (2048 and (2, 2) for Table I).
@@ -79,23 +81,24 @@ class VanillaFeatures(nn.Module):
         *,
         width: float = 1.0,
         input_size: int = 128,
+        pools: int = len(TABLE_I_CHANNELS),
     ) -> None:
         super().__init__()
+        if not 0 <= pools <= len(TABLE_I_CHANNELS):
+            raise ValueError(f"pools must be in [0, {len(TABLE_I_CHANNELS)}], got {pools}")
         side = input_size
-        for _ in TABLE_I_CHANNELS:
+        for _ in range(pools):
             side //= 2
         if side < 1:
-            raise ValueError(f"input_size must be >= {2 ** len(TABLE_I_CHANNELS)} (six 2x max-pools), got {input_size}")
+            raise ValueError(f"input_size must be >= {2 ** pools} ({pools} 2x max-pools), got {input_size}")
         norms = _per_block(norm_layer, len(TABLE_I_CHANNELS))
         blocks = []
         cin = 3
-        for cout, norm in zip((scale_width(c, width) for c in TABLE_I_CHANNELS), norms):
+        for i, (cout, norm) in enumerate(zip((scale_width(c, width) for c in TABLE_I_CHANNELS), norms)):
+            pool = nn.MaxPool2d(kernel_size=2, stride=2) if i < pools else nn.Identity()
             blocks.append(
                 nn.Sequential(
-                    nn.Conv2d(cin, cout, kernel_size=3, padding=1, bias=False),
-                    norm(cout),
-                    nn.LeakyReLU(LEAKY_SLOPE),
-                    nn.MaxPool2d(kernel_size=2, stride=2),
+                    nn.Conv2d(cin, cout, kernel_size=3, padding=1, bias=False), norm(cout), nn.LeakyReLU(LEAKY_SLOPE), pool
                 )
             )
             cin = cout

@@ -118,7 +118,7 @@ def setup(cfg: Config, out: Path, dist: DistInfo) -> Run:
         model = create_model(
             cfg.model.arch, list(protocols.values()), norm=cfg.model.norm, norm_kwargs=dict(cfg.model.norm_kwargs) or None,
             placement=cfg.model.placement, width=cfg.model.width, input_size=size,
-            pretrained=cfg.model.pretrained, adapter=cfg.model.adapter,
+            pretrained=cfg.model.pretrained, adapter=cfg.model.adapter, head=cfg.model.head,
         )
     channels_last = tc.channels_last and device.type == "cuda"
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
