@@ -88,6 +88,19 @@ def test_exported_branch_matches_eager(exported, norm, fmt):
     assert (want[0] - want[1]).abs().max() > 1e-3  # the outputs depend on the input
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_integral_head_exports_with_parity(fmt, tmp_path):
+    torch.manual_seed(0)
+    model = create_model("vanilla", ["5pt"], norm="sepbn", width=1 / 16, input_size=SIZE, head="integral")
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(6, 3, SIZE, SIZE))  # running statistics away from 0 / 1
+        model.heads["5pt"].logits.weight.mul_(20.0)  # peaked heatmaps, as a trained head has
+    report = export_model(model.eval(), "5pt", fmt, tmp_path / f"model.{fmt}", SIZE)
+    assert report.ok, str(report)
+
+
 def test_sepbn_attention_is_in_the_onnx_graph(exported):
     model, path, _ = exported("sepbn", "onnx")
     graph = onnx.load(str(path)).graph

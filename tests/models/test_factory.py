@@ -178,11 +178,33 @@ def test_custom_protocol_names_need_num_points():
         ("resnext50", dict(width=0.5), "width"),
         ("vanilla", dict(norm="sepbn", norm_kwargs={"x": object()}), "JSON"),
         ("vanilla", dict(width=-1.0), "width"),
+        ("vanilla", dict(head="heatmap"), "unknown head"),
     ],
 )
 def test_invalid_arguments(arch, kwargs, match):
     with pytest.raises(ValueError, match=match):
         create_model(arch, ["cofw29"], **kwargs)
+
+
+@pytest.mark.parametrize("arch", sorted(SMALL))
+def test_integral_head_reads_a_map_and_rebuilds(arch):
+    kwargs, side = SMALL[arch]
+    torch.manual_seed(0)
+    net = create_model(arch, ["cofw29", "5pt"], norm="sepbn", norm_kwargs=SEPBN, head="integral", **kwargs)
+    x = torch.randn(2, 3, side, side)
+    features = net.backbone(x)
+    expected_side = side // 16 if arch == "vanilla" else side // 32  # the Vanilla CNN drops its last two pools
+    assert features.shape[-2:] == (expected_side, expected_side)
+    out = net(x, ["5pt", "cofw29"])
+    assert {k: tuple(v.shape) for k, v in out.items()} == {"5pt": (1, 5, 2), "cofw29": (1, 29, 2)}
+    sum(v.abs().mean() for v in out.values()).backward()
+    assert all(p.grad is not None for p in net.parameters())
+    twin = create_model(**json.loads(json.dumps(net.model_args)))
+    twin.load_state_dict(net.state_dict())  # strict: the same modules
+    assert twin.model_args["head"] == "integral"
+    net.eval(), twin.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(net(x)["5pt"], twin(x)["5pt"])
 
 
 def test_duplicate_protocols_rejected():

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from sepbn.models.heads import FlattenHead, PooledHead, conv_adapter
+from sepbn.models.heads import FlattenHead, IntegralHead, PooledHead, conv_adapter
 
 
 def n_params(m: nn.Module) -> int:
@@ -46,3 +46,27 @@ def test_pooled_head_any_spatial_size():
 def test_invalid_arguments(build):
     with pytest.raises(ValueError):
         build()
+
+
+def test_integral_head_reads_a_peaked_map_at_its_cell():
+    head = IntegralHead(4, num_points=2)
+    with torch.no_grad():  # point 0 follows channel 0, point 1 channel 1, sharply
+        head.logits.weight.zero_()
+        head.logits.bias.zero_()
+        head.logits.weight[0, 0] = head.logits.weight[1, 1] = 100.0
+    x = torch.zeros(1, 4, 5, 9)
+    x[0, 0, 0, 0] = 1.0  # top-left cell: the crop's corner (-1, -1)
+    x[0, 1, 2, 6] = 1.0  # row 2 of 5 (y = 0), column 6 of 9 (x = 0.5)
+    torch.testing.assert_close(head(x), torch.tensor([[-1.0, -1.0, 0.5, 0.0]]), atol=1e-4, rtol=0)
+
+
+def test_integral_head_is_differentiable_and_any_size():
+    head = IntegralHead(8, num_points=5, adapter=True)
+    assert isinstance(head.adapter, nn.Sequential)
+    for h, w in ((1, 1), (3, 4), (8, 8)):
+        x = torch.randn(2, 8, h, w, requires_grad=True)
+        out = head(x)
+        assert out.shape == (2, 10) and bool((out.abs() <= 1.0 + 1e-6).all())
+        out.sum().backward()
+        assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert n_params(head) == (8 * 8 + 8) + (8 * 5 + 5)
