@@ -113,7 +113,7 @@ class PooledHead(nn.Module):
 
 def _grid(n: int) -> Tensor:
     """Coordinates of ``n`` cells along one side: edge cell centres on the crop edges (-1, +1)."""
-    return torch.linspace(-1.0, 1.0, n) if n > 1 else torch.zeros(1)
+    return torch.linspace(-1.0, 1.0, n).mul(n > 1)  # one cell: its centre, 0 (no branch for tracing)
 
 
 class IntegralHead(nn.Module):

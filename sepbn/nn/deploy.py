@@ -2,7 +2,7 @@
 
 A folded SepBN layer (`sepbn.nn.fuse.MixedAffine2d`) computes, from x (N, C, H, W):
 
-    P  = adaptive max-pool of x to T x T                       one strided reduction where the windows allow
+    P  = adaptive max-pool of x to T x T                       one reduction per row band, then per column band
     Z  = W_r P + b_r                  (N, G, T^2)               one batched matmul (the 1x1 conv C -> G)
     pi = softmax(fc2(relu(fc1(Z))) / tau) over K   (N, G, K)    two matmuls, eq. (5)
     [scale; shift] = pi @ M           (N, C) each               one matmul: M (G K, C) is block-diagonal in G,
@@ -11,12 +11,17 @@ A folded SepBN layer (`sepbn.nn.fuse.MixedAffine2d`) computes, from x (N, C, H, 
 
 Adaptive pooling windows are [floor(i S / T), ceil((i + 1) S / T)) along a side S. They are *uniform* (one
 length L, starts i * s) when T divides S (s = L) and in some other cases (S = 16, T = 3: L = 6, s = 5): then
-the pooling is one reduction over a strided view in eager PyTorch and one ``MaxPool`` (kernel L, stride s) in
-ONNX. Otherwise eager PyTorch reads the windows through a precomputed gather (each window padded to the
-longest by repeating its last index, which leaves its max unchanged), or, for a large activation, by one
-reduction per row band (one read of the activation instead of a copy) and a gather of the small rest;
-ONNX gets one Slice + ReduceMax per window of a non-uniform side (ONNX Runtime's Gather is slow there).
+the export is one ``MaxPool`` (kernel L, stride s); ONNX gets one Slice + ReduceMax per window of a
+non-uniform side (ONNX Runtime's Gather is slow there). Eager PyTorch pools a small activation (up to
+``SMALL_NUMEL`` elements) with ATen's ``adaptive_max_pool2d`` in one call, and a larger one with one ``amax``
+per row band (reading it once, vectorised along the rows) and then one per column band of the T-row rest.
+Measured on the project's CPU at batch 1, one thread: ATen's NCHW pooling kernels (``adaptive_max_pool2d``,
+and ``max_pool2d`` with any kernel) are scalar loops, 5-30x slower than band reductions on large maps;
+strided views with overlapping windows and gathers were 5-20x slower than bands too, so both were dropped.
 Every route gives the pooling kernel's values.
+
+`DeployMaxPool2d` replaces the networks' own ``nn.MaxPool2d`` at inference for the same reason: the max of k
+strided slices per side (``torch.maximum``), 10-30x faster than ATen's NCHW ``max_pool2d`` at batch 1.
 
 Eager inference writes the affine with BatchNorm's eval kernel on the (1, N*C, H, W) view (one vectorised
 pass); the mixing matmul yields that kernel's zero mean and unit variance too (rows 2 and 3 of ``mixing``).
@@ -33,11 +38,13 @@ from torch import Tensor, nn
 
 from .attention import GroupedAttention
 
-__all__ = ["DeployedGroupedAttention", "mixing_matrix", "mixed_affine", "deploy_max_pool", "pooling_windows"]
+__all__ = [
+    "DeployedGroupedAttention", "DeployMaxPool2d", "mixing_matrix", "mixed_affine", "deploy_max_pool", "pooling_windows",
+]
 
-# up to this many elements an activation is pooled by one gather (a copy of about its size, cheaper than the
-# fixed cost of 2T + 1 band reductions); a larger one by band reductions that read it once (eager only)
-GATHER_MAX_NUMEL = 1 << 16
+# eager pooling of an activation up to this many elements: ATen's adaptive_max_pool2d, one call (at batch 1
+# the 4T + 2 calls of the band route cost more than the pooling); above it, the band route
+SMALL_NUMEL = 1 << 15
 
 
 def _plain() -> bool:
@@ -61,79 +68,18 @@ def _uniform(size: int, out: int) -> tuple[int, int] | None:
     return (length, stride) if all(b - a == length and a == i * stride for i, (a, b) in enumerate(windows)) else None
 
 
-@functools.lru_cache(maxsize=None)
-def _gather_rows(size: int, out: int) -> tuple[int, tuple[int, ...]]:
-    """(longest window, out * longest indices): window i's rows, its last row repeated up to the longest."""
-    windows = pooling_windows(size, out)
-    longest = max(b - a for a, b in windows)
-    return longest, tuple(a + min(j, b - a - 1) for a, b in windows for j in range(longest))
-
-
-@functools.lru_cache(maxsize=256)
-def _cached_index(values: tuple[int, ...], device: torch.device) -> Tensor:
-    # a normal tensor even when first asked for under inference_mode: an inference tensor in the cache
-    # would break a later forward that autograd records
-    with torch.inference_mode(False):
-        return torch.tensor(values, dtype=torch.long, device=device)
-
-
-def _index(values: tuple[int, ...], device: torch.device) -> Tensor:
-    # never cache under a tracer: it would keep a fake or traced tensor
-    return torch.tensor(values, dtype=torch.long, device=device) if _plain() else _cached_index(values, device)
-
-
-def _gathered(x: Tensor, dim: int, out: int) -> Tensor:
-    """Max over the windows along ``dim`` (2 or 3) by one gather."""
-    longest, rows = _gather_rows(x.shape[dim], out)
-    shape = (-1, x.shape[1], out, longest, x.shape[3]) if dim == 2 else (-1, x.shape[1], x.shape[2], out, longest)
-    return x.index_select(dim, _index(rows, x.device)).reshape(shape).amax(dim + 1)
-
-
-def _flat_gathered(x: Tensor, out: int) -> Tensor:
-    """Max over all T x T windows by one gather of the flattened map (both sides at once)."""
-    c, h, w = x.shape[1:]
-    lh, rows = _gather_rows(h, out)
-    lw, cols = _gather_rows(w, out)
-    flat = tuple(r * w + q for i in range(out) for r in rows[i * lh:(i + 1) * lh] for j in range(out)
-                 for q in cols[j * lw:(j + 1) * lw])
-    picked = x.reshape(-1, c, h * w).index_select(2, _index(flat, x.device))
-    return picked.view(-1, c, out, lh, out, lw).amax((3, 5))
-
-
-def _strided_max(x: Tensor, dim: int, length: int, stride: int, out: int) -> Tensor:
-    """Max over uniform windows along ``dim`` through a strided view (overlaps and stride 0 allowed)."""
-    size, strides = list(x.shape), list(x.stride())
-    size[dim:dim + 1], strides[dim:dim + 1] = [out, length], [stride * strides[dim], strides[dim]]
-    return x.as_strided(size, strides, x.storage_offset()).amax(dim + 1)
-
-
-def _eager_pool(x: Tensor, out: int) -> Tensor:
-    n, c, h, w = x.shape
-    rows, cols = _uniform(h, out), _uniform(w, out)
-    if rows is not None and cols is not None:  # one view, one reduction, one read
-        sn, sc, sh, sw = x.stride()
-        view = x.as_strided((n, c, out, rows[0], out, cols[0]),
-                            (sn, sc, rows[1] * sh, sh, cols[1] * sw, sw), x.storage_offset())
-        return view.amax((3, 5))
-    if x.numel() <= GATHER_MAX_NUMEL and x.is_contiguous():
-        return _flat_gathered(x, out)
-    first = 3 if rows is None and cols is not None else 2  # the uniform side first: it reads x once
-    plan = rows if first == 2 else cols
-    if plan is not None:
-        x = _strided_max(x, first, *plan, out)
-    else:  # one reduction per band, each reading its rows once
-        x = torch.stack([x.narrow(2, a, b - a).amax(2) for a, b in pooling_windows(h, out)], 2)
-    second = 5 - first
-    plan = _uniform(x.shape[second], out)
-    return _strided_max(x, second, *plan, out) if plan is not None else _gathered(x, second, out)
-
-
 def _band_max(x: Tensor, dim: int, out: int) -> Tensor:
     """Max over the windows along ``dim`` as one reduction per window (ONNX: Slice + ReduceMax each, one
     Concat). ONNX Runtime runs this at about the speed of one read; its Gather on an inner axis is 20-30x
     slower (issue 18: 106 of 332 ms of a batch of 32 through Vanilla 0.25 was one Gather)."""
     return torch.cat([x.narrow(dim, a, b - a).amax(dim, keepdim=True)
                       for a, b in pooling_windows(x.shape[dim], out)], dim)
+
+
+def _eager_pool(x: Tensor, out: int) -> Tensor:
+    if x.numel() <= SMALL_NUMEL:  # a small map: ATen's kernel in one call beats a few cheap ones
+        return F.adaptive_max_pool2d(x, out)
+    return _band_max(_band_max(x, 2, out), 3, out)  # row bands read x once; the columns work on T rows
 
 
 def _export_pool(x: Tensor, out: int) -> Tensor:
@@ -153,7 +99,7 @@ def deploy_max_pool(x: Tensor, out: int) -> Tensor:
 
     torch.compile keeps ATen's pooling kernel (inductor calls it; its own strided loops over channels-last
     convolution outputs were slower); export and tracing get ``MaxPool`` and per-window reductions; eager
-    PyTorch gets strided views and gathers.
+    PyTorch gets ATen's kernel for a small map and band reductions for a large one.
     """
     if torch.compiler.is_compiling() and not torch.compiler.is_exporting():
         return F.adaptive_max_pool2d(x, out)
@@ -229,3 +175,56 @@ def mixed_affine(input: Tensor, pi: Tensor, mixing: Tensor, offset: Tensor) -> T
     scale = torch.mm(pi, mixing[0]).view(-1, c, 1, 1).to(input.dtype)
     shift = torch.mm(pi, mixing[1]).view(-1, c, 1, 1).to(input.dtype)
     return input * scale + shift
+
+
+def _slices_max(x: Tensor, dim: int, kernel: int, stride: int) -> Tensor:
+    """Max over windows ``kernel`` long, ``stride`` apart, along ``dim``: the max of ``kernel`` strided slices."""
+    count = (x.shape[dim] - kernel) // stride + 1
+    span = (count - 1) * stride + 1
+    out = x.narrow(dim, 0, span)[(slice(None),) * dim + (slice(None, None, stride),)]
+    for i in range(1, kernel):
+        out = torch.maximum(out, x.narrow(dim, i, span)[(slice(None),) * dim + (slice(None, None, stride),)])
+    return out
+
+
+class DeployMaxPool2d(nn.Module):
+    """An ``nn.MaxPool2d`` (no dilation, floor mode, no indices) for inference; see the module docstring.
+
+    Eager PyTorch: rows, then columns, each the ``torch.maximum`` of k strided slices (padding with -inf, as
+    the pooling kernel pads); NaN propagates as in the kernel. Export, tracing and torch.compile get
+    ``F.max_pool2d`` (one ``MaxPool`` node; inductor writes its own loop).
+
+    Examples:
+        >>> pool = DeployMaxPool2d(nn.MaxPool2d(3, 2, padding=1))
+        >>> x = torch.randn(2, 4, 9, 8)
+        >>> torch.equal(pool(x), F.max_pool2d(x, 3, 2, 1))
+        True
+    """
+
+    def __init__(self, pool: nn.MaxPool2d) -> None:
+        super().__init__()
+        if not deployable_max_pool(pool):
+            raise ValueError(f"DeployMaxPool2d takes a MaxPool2d without dilation, ceil_mode or indices, got {pool}")
+        self.kernel_size, self.stride, self.padding = (_pair(pool.kernel_size), _pair(pool.stride or pool.kernel_size),
+                                                       _pair(pool.padding))
+
+    def forward(self, input: Tensor) -> Tensor:
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        if _plain() or input.dim() != 4 or input.shape[2] + 2 * ph < kh or input.shape[3] + 2 * pw < kw:
+            return F.max_pool2d(input, self.kernel_size, self.stride, self.padding)  # and its errors
+        if ph or pw:
+            input = F.pad(input, (pw, pw, ph, ph), value=float("-inf"))
+        return _slices_max(_slices_max(input, 2, kh, sh), 3, kw, sw)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def deployable_max_pool(module: nn.Module) -> bool:
+    """Whether ``module`` is an ``nn.MaxPool2d`` that `DeployMaxPool2d` can stand in for."""
+    return (type(module) is nn.MaxPool2d and _pair(module.dilation) == (1, 1) and not module.ceil_mode
+            and not module.return_indices)

@@ -20,6 +20,9 @@ is no single normalisation a convolution could emit; it becomes a `MixedAffine2d
 BruteForceSepBN2d: the branch is picked at run time by the domain label, so nothing goes into the convolution
 either; the K branches become K folded (scale, shift) rows of a `RoutedAffine2d` (one pass, routed by label).
 
+Every ``nn.MaxPool2d`` without dilation, ceil mode or indices becomes a `DeployMaxPool2d` (the same values;
+eager PyTorch's NCHW pooling kernel is 10-30x slower than the max of strided slices at batch 1).
+
 "Followed by" is decided on a torch.fx trace (norm layers as leaves) of each module whose forward takes one
 argument (a module with more, such as LandmarkNet's ``forward(x, protocols)``, is not traced as a whole: another
 argument value could use its layers differently; its children are): a fold happens only when the Conv2d
@@ -42,7 +45,7 @@ from torch import Tensor, nn
 from . import functional as SF
 from .attention import GroupedAttention, SqueezeExcitationAttention, branch_weights
 from .bruteforce import BruteForceSepBN2d, current_domains
-from .deploy import DeployedGroupedAttention, mixed_affine, mixing_matrix
+from .deploy import DeployedGroupedAttention, DeployMaxPool2d, deployable_max_pool, mixed_affine, mixing_matrix
 from .mixture import MixtureBatchNorm2d
 from .sepbn import SepBatchNorm2d, check_input
 
@@ -306,7 +309,9 @@ def fuse_for_inference(model: nn.Module) -> nn.Module:
         if counts[id(conv)] == 1 and counts[id(norm)] == 1:
             _set_module(fused, norm_name, _folded(norm, conv))
             done.add(norm_name)
-    for name, m in list(fused.named_modules()):  # family layers with no foldable conv before them
+    for name, m in list(fused.named_modules(remove_duplicate=False)):  # family layers with no foldable conv before them
         if name not in done and type(m) in _FAMILY and _foldable_norm(m) and counts[id(m)] == 1:
             _set_module(fused, name, _folded(m, None))
+        elif deployable_max_pool(m):  # stateless: shared instances may be swapped one by one
+            _set_module(fused, name, DeployMaxPool2d(m))
     return fused
