@@ -118,9 +118,10 @@ def pool_tap(input: Tensor, size: int) -> tuple[Tensor, Tensor]:
     return _PoolTap.apply(input, size)
 
 
-def _windows(size: int, out: int) -> list[tuple[int, int]]:
+@functools.lru_cache(maxsize=None)
+def pooling_windows(size: int, out: int) -> tuple[tuple[int, int], ...]:
     """Adaptive pooling windows: [floor(i * size / out), ceil((i + 1) * size / out)) for i < out."""
-    return [((i * size) // out, -((-(i + 1) * size) // out)) for i in range(out)]
+    return tuple(((i * size) // out, -((-(i + 1) * size) // out)) for i in range(out))
 
 
 def _band_max(input: Tensor, dim: int, start: int, stop: int) -> Tensor:
@@ -136,8 +137,8 @@ def window_max(input: Tensor, size: int) -> Tensor:
     any input size. Under autograd it splits the gradient evenly among tied maxima (the kernel picks one).
     """
     h, w = input.shape[-2:]
-    rows = torch.stack([_band_max(input, 2, a, b) for a, b in _windows(h, size)], dim=2)  # (N, C, T, W)
-    return torch.stack([_band_max(rows, 3, a, b) for a, b in _windows(w, size)], dim=-1)
+    rows = torch.stack([_band_max(input, 2, a, b) for a, b in pooling_windows(h, size)], dim=2)  # (N, C, T, W)
+    return torch.stack([_band_max(rows, 3, a, b) for a, b in pooling_windows(w, size)], dim=-1)
 
 
 def adaptive_max_pool(input: Tensor, size: int) -> Tensor:

@@ -36,10 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import GroupedAttention
+from .attention import GroupedAttention, pooling_windows, window_max
 
 __all__ = [
-    "DeployedGroupedAttention", "DeployMaxPool2d", "mixing_matrix", "mixed_affine", "deploy_max_pool", "pooling_windows",
+    "DeployedGroupedAttention", "DeployMaxPool2d", "mixing_matrix", "mixed_affine", "deploy_max_pool",
 ]
 
 # eager pooling of an activation up to this many elements: ATen's adaptive_max_pool2d, one call (at batch 1
@@ -51,12 +51,6 @@ def _plain() -> bool:
     """torch.compile / torch.export / jit: plain ops they can fuse or export, and no cached tensors."""
     return (torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
             or torch.jit.is_scripting())
-
-
-@functools.lru_cache(maxsize=None)
-def pooling_windows(size: int, out: int) -> tuple[tuple[int, int], ...]:
-    """Adaptive pooling windows [start, stop) of a side ``size`` pooled to ``out``, as torch computes them."""
-    return tuple(((i * size) // out, -((-(i + 1) * size) // out)) for i in range(out))
 
 
 @functools.lru_cache(maxsize=None)
@@ -79,7 +73,7 @@ def _band_max(x: Tensor, dim: int, out: int) -> Tensor:
 def _eager_pool(x: Tensor, out: int) -> Tensor:
     if x.numel() <= SMALL_NUMEL:  # a small map: ATen's kernel in one call beats a few cheap ones
         return F.adaptive_max_pool2d(x, out)
-    return _band_max(_band_max(x, 2, out), 3, out)  # row bands read x once; the columns work on T rows
+    return window_max(x, out)  # row bands read x once; the columns work on T rows
 
 
 def _export_pool(x: Tensor, out: int) -> Tensor:
