@@ -3,8 +3,9 @@
 A folded SepBN layer (`sepbn.nn.fuse.MixedAffine2d`) computes, from x (N, C, H, W):
 
     P  = adaptive max-pool of x to T x T                       one reduction per row band, then per column band
-    Z  = W_r P + b_r                  (N, G, T^2)               one batched matmul (the 1x1 conv C -> G)
-    pi = softmax(fc2(relu(fc1(Z))) / tau) over K   (N, G, K)    two matmuls, eq. (5)
+    Z  = W_r P + b_r                  (N, G, T^2)               one batched matmul (the 1x1 conv C -> G), merged
+                                                                with fc1 into one matmul for narrow layers
+    pi = softmax(fc2(relu(fc1(Z))) / tau) over K   (N, G, K)    two matmuls, eq. (5); 1 / tau folded into fc2
     [scale; shift] = pi @ M           (N, C) each               one matmul: M (G K, C) is block-diagonal in G,
                                                                 M[g K + k, c] = gamma_k[c] (beta_k[c]) if c in g
     y  = x * scale[n, c] + shift[n, c]                         one pass, eq. (6)-(7)
@@ -102,39 +103,66 @@ def deploy_max_pool(x: Tensor, out: int) -> Tensor:
     return _eager_pool(x, out)
 
 
+# the 1x1 conv C -> G and the MLP's first Linear are merged into one matrix (C T^2, hidden) up to this many
+# elements: one matmul instead of two at about the same bytes (a wide layer keeps the two, which read less)
+MERGE_MAX_NUMEL = 1 << 17
+
+
 class DeployedGroupedAttention(nn.Module):
     """`GroupedAttention`'s logits (N, G, K) for inference, its maps stored in the shapes the chain uses.
 
-    Pooling by `deploy_max_pool`; the 1x1 conv C -> G as one batched matmul over the pooled (N, C, T^2) map
-    (``reduce_weight`` (1, G, C)); the MLP as two ``addmm`` with pre-transposed weights (``fc1_weight``
-    (G T^2, h), ``fc2_weight`` (h, G K)). ``fuse_for_inference`` builds it from a folded `GroupedAttention`.
+    Pooling by `deploy_max_pool`. No non-linearity sits between the 1x1 conv C -> G and the MLP's first
+    Linear, so for a narrow layer (C T^2 hidden <= ``MERGE_MAX_NUMEL``) they are one matrix ``merged_weight``
+    (C T^2, hidden) and the chain is three matmuls; a wide one keeps the conv as one batched matmul over the
+    pooled (N, C, T^2) map (``reduce_weight`` (1, G, C)), then ``fc1_weight`` (G T^2, hidden). ``scale_logits``
+    folds a positive factor (1 / tau) into the last Linear. ``fuse_for_inference`` builds it from a folded
+    `GroupedAttention`.
     """
 
     def __init__(self, attention: GroupedAttention) -> None:
         super().__init__()
         self.num_branches, self.num_groups, self.pool_size = (attention.num_branches, attention.num_groups,
                                                               attention.pool_size)
-        g = self.num_groups
-        frozen = {
-            "reduce_weight": attention.reduce.weight.reshape(1, g, -1), "reduce_bias": attention.reduce.bias.view(g, 1),
-            "fc1_weight": attention.fc1.weight.t(), "fc1_bias": attention.fc1.bias,
-            "fc2_weight": attention.fc2.weight.t(), "fc2_bias": attention.fc2.bias,
-        }
+        g, tt = self.num_groups, self.pool_size ** 2
+        reduce_w, reduce_b = attention.reduce.weight.reshape(g, -1), attention.reduce.bias
+        fc1_t = attention.fc1.weight.t().reshape(g, tt, -1)  # (G, T^2, hidden)
+        self.merged = reduce_w.shape[1] * tt * fc1_t.shape[-1] <= MERGE_MAX_NUMEL
+        if self.merged:  # hidden = P (N, C T^2) @ W + b
+            frozen = {"merged_weight": torch.einsum("gc,gth->cth", reduce_w, fc1_t).reshape(-1, fc1_t.shape[-1]),
+                      "merged_bias": attention.fc1.bias + torch.einsum("g,gth->h", reduce_b, fc1_t)}
+        else:
+            frozen = {"reduce_weight": reduce_w.unsqueeze(0), "reduce_bias": reduce_b.view(g, 1),
+                      "fc1_weight": fc1_t.reshape(g * tt, -1), "fc1_bias": attention.fc1.bias}
+        frozen.update(fc2_weight=attention.fc2.weight.t(), fc2_bias=attention.fc2.bias)
         for name, value in frozen.items():
             self.register_buffer(name, value.detach().contiguous().clone())
 
+    @torch.no_grad()
+    def scale_logits(self, factor: float) -> None:
+        """Multiply the logits by ``factor`` > 0 (softmax(z / tau) = softmax of the scaled logits)."""
+        if not factor > 0:
+            raise ValueError(f"the logit factor must be > 0, got {factor}")
+        self.fc2_weight.mul_(factor)
+        self.fc2_bias.mul_(factor)
+
     def forward(self, input: Tensor) -> Tensor:
         g, t = self.num_groups, self.pool_size
-        pooled = deploy_max_pool(input, t).to(self.fc1_weight.dtype).reshape(-1, input.shape[1], t * t)
-        if _plain():  # broadcast matmul: one MatMul node, no batch-size arithmetic in the graph
-            z = torch.matmul(self.reduce_weight, pooled) + self.reduce_bias
+        pooled = deploy_max_pool(input, t)
+        if pooled.dtype != self.fc2_weight.dtype:
+            pooled = pooled.to(self.fc2_weight.dtype)
+        if self.merged:
+            hidden = torch.addmm(self.merged_bias, pooled.reshape(-1, input.shape[1] * t * t), self.merged_weight)
         else:
-            z = torch.baddbmm(self.reduce_bias, self.reduce_weight.expand(pooled.shape[0], -1, -1), pooled)
-        hidden = torch.addmm(self.fc1_bias, z.view(-1, g * t * t), self.fc1_weight).relu_()
-        return torch.addmm(self.fc2_bias, hidden, self.fc2_weight).view(-1, g, self.num_branches)
+            pooled = pooled.reshape(-1, input.shape[1], t * t)
+            if _plain():  # broadcast matmul: one MatMul node, no batch-size arithmetic in the graph
+                z = torch.matmul(self.reduce_weight, pooled) + self.reduce_bias
+            else:
+                z = torch.baddbmm(self.reduce_bias, self.reduce_weight.expand(pooled.shape[0], -1, -1), pooled)
+            hidden = torch.addmm(self.fc1_bias, z.view(-1, g * t * t), self.fc1_weight)
+        return torch.addmm(self.fc2_bias, hidden.relu_(), self.fc2_weight).view(-1, g, self.num_branches)
 
     def extra_repr(self) -> str:
-        return f"K={self.num_branches}, G={self.num_groups}, T={self.pool_size}"
+        return f"K={self.num_branches}, G={self.num_groups}, T={self.pool_size}, merged={self.merged}"
 
 
 def mixing_matrix(weight: Tensor, bias: Tensor, num_groups: int) -> tuple[Tensor, Tensor]:
@@ -157,7 +185,7 @@ def mixing_matrix(weight: Tensor, bias: Tensor, num_groups: int) -> tuple[Tensor
 def mixed_affine(input: Tensor, pi: Tensor, mixing: Tensor, offset: Tensor) -> Tensor:
     """y[n, c] = x[n, c] * gamma_hat[n, c] + beta_hat[n, c], gamma_hat and beta_hat mixed by pi (N, G, K)."""
     n, c, h, w = input.shape
-    pi = pi.to(mixing.dtype).reshape(-1, mixing.shape[1])
+    pi = (pi if pi.dtype == mixing.dtype else pi.to(mixing.dtype)).reshape(-1, mixing.shape[1])
     no_grad = not (torch.is_grad_enabled() and (input.requires_grad or pi.requires_grad))
     if (not _plain() and no_grad and input.dtype == mixing.dtype and input.dtype in (torch.float32, torch.float64)
             and input.is_contiguous()):

@@ -80,21 +80,30 @@ class MixedAffine2d(nn.Module):
 
     def __init__(self, weight: Tensor, bias: Tensor, attention: nn.Module, tau: Tensor, aggregation: str = "soft"):
         super().__init__()
+        tau = tau.detach().clone()
         if type(attention) is GroupedAttention:
             attention = DeployedGroupedAttention(attention)
+            if aggregation == "soft":  # softmax(z / tau): the division goes into the last Linear
+                attention.scale_logits(1.0 / float(tau))
+                tau = torch.ones_like(tau)
+        self.folded_tau = isinstance(attention, DeployedGroupedAttention) and aggregation == "soft"
         self.attention = attention
         self.num_branches, self.num_features = weight.shape
         self.num_groups = getattr(attention, "num_groups", 1)  # the SE attention has one group
         mixing, offset = mixing_matrix(weight.detach(), bias.detach(), self.num_groups)
         self.register_buffer("mixing", mixing)
         self.register_buffer("mixing_offset", offset)
-        self.register_buffer("tau", tau.detach().clone())
+        self.register_buffer("tau", tau)
         self.aggregation = aggregation
 
     def forward(self, input: Tensor) -> Tensor:
         _inference_only(self)
         check_input(input)
-        pi = branch_weights(self.attention(input), self.tau, self.aggregation)
+        logits = self.attention(input)
+        if self.folded_tau:  # softmax in float32 under autocast, as branch_weights
+            pi = (logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits).softmax(-1)
+        else:
+            pi = branch_weights(logits, self.tau, self.aggregation)
         return mixed_affine(input, pi, self.mixing, self.mixing_offset)
 
     def extra_repr(self) -> str:
