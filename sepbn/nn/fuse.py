@@ -21,7 +21,11 @@ BruteForceSepBN2d: the branch is picked at run time by the domain label, so noth
 either; the K branches become K folded (scale, shift) rows of a `RoutedAffine2d` (one pass, routed by label).
 
 Every ``nn.MaxPool2d`` without dilation, ceil mode or indices becomes a `DeployMaxPool2d` (the same values;
-eager PyTorch's NCHW pooling kernel is 10-30x slower than the max of strided slices at batch 1).
+eager PyTorch's NCHW pooling kernel is 10-30x slower than the max of strided slices at batch 1). In an
+``nn.Sequential`` such as a Vanilla-CNN block (conv, norm, LeakyReLU, max-pool), the pool then moves before
+the activation, and into a `MixedAffine2d` whose K gammas are all positive (an increasing map per channel):
+max(f(x)) = f(max(x)) for a non-decreasing f, exactly, so the affine and the activation touch a quarter of the
+elements. The attention still reads the full map.
 
 "Followed by" is decided on a torch.fx trace (norm layers as leaves) of each module whose forward takes one
 argument (a module with more, such as LandmarkNet's ``forward(x, protocols)``, is not traced as a whole: another
@@ -88,6 +92,10 @@ class MixedAffine2d(nn.Module):
                 tau = torch.ones_like(tau)
         self.folded_tau = isinstance(attention, DeployedGroupedAttention) and aggregation == "soft"
         self.attention = attention
+        # every mixed scale is a convex mix of the K gammas: all positive, it is an increasing map per channel,
+        # and a max-pool after it (and a monotone activation) may run first, on fewer elements
+        self.increasing = bool((weight > 0).all())
+        self.pool: nn.Module | None = None
         self.num_branches, self.num_features = weight.shape
         self.num_groups = getattr(attention, "num_groups", 1)  # the SE attention has one group
         mixing, offset = mixing_matrix(weight.detach(), bias.detach(), self.num_groups)
@@ -104,10 +112,12 @@ class MixedAffine2d(nn.Module):
             pi = (logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits).softmax(-1)
         else:
             pi = branch_weights(logits, self.tau, self.aggregation)
+        if self.pool is not None:  # max-pool first (see `_pool_first`): the attention saw the full map
+            input = self.pool(input)
         return mixed_affine(input, pi, self.mixing, self.mixing_offset)
 
     def extra_repr(self) -> str:
-        text = f"{self.num_features}, K={self.num_branches}"
+        text = f"{self.num_features}, K={self.num_branches}" + (", pools first" if self.pool is not None else "")
         return text + ("" if self.aggregation == "soft" else f", aggregation={self.aggregation!r}")
 
 
@@ -292,6 +302,34 @@ def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
     setattr(root.get_submodule(parent) if parent else root, leaf, module.eval())
 
 
+def _monotone(module: nn.Module) -> bool:
+    """An element-wise non-decreasing map: max-pooling commutes with it."""
+    if type(module) is nn.LeakyReLU:
+        return module.negative_slope >= 0
+    return type(module) in (nn.ReLU, nn.ReLU6, nn.Identity, FoldedAway)
+
+
+def _pool_first(root: nn.Module) -> None:
+    """In every nn.Sequential, move each `DeployMaxPool2d` before the monotone activations in front of it, and
+    into a `MixedAffine2d` with increasing scales just before those: max(f(x)) = f(max(x)) for non-decreasing f,
+    so the affine and the activation then run on the pooled map (a quarter of it after a 2x2 pool)."""
+    for seq in [m for m in root.modules() if type(m) is nn.Sequential]:
+        keys = list(seq._modules)
+        for i in range(1, len(keys)):
+            pool = seq._modules[keys[i]]
+            if type(pool) is not DeployMaxPool2d:
+                continue
+            j = i
+            while j > 0 and _monotone(seq._modules[keys[j - 1]]):  # pool <-> activation
+                seq._modules[keys[j]] = seq._modules[keys[j - 1]]
+                seq._modules[keys[j - 1]] = pool
+                j -= 1
+            affine = seq._modules[keys[j - 1]] if j > 0 else None
+            if type(affine) is MixedAffine2d and affine.increasing and affine.pool is None:
+                affine.pool = pool
+                seq._modules[keys[j]] = nn.Identity()
+
+
 def fuse_for_inference(model: nn.Module) -> nn.Module:
     """An eval-mode copy of ``model`` with normalisation folded into convolutions (see the module docstring).
 
@@ -323,4 +361,5 @@ def fuse_for_inference(model: nn.Module) -> nn.Module:
             _set_module(fused, name, _folded(m, None))
         elif deployable_max_pool(m):  # stateless: shared instances may be swapped one by one
             _set_module(fused, name, DeployMaxPool2d(m))
+    _pool_first(fused)
     return fused

@@ -101,6 +101,17 @@ def test_integral_head_exports_with_parity(fmt, tmp_path):
     assert report.ok, str(report)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_pool_first_blocks_export_with_parity(fmt, tmp_path):
+    model = _model("sepbn")
+    with torch.no_grad():  # all gammas positive: every block pools before its affine (sepbn.nn.fuse)
+        for _, layer in sepbn_modules(model):
+            layer.weight.abs_().add_(0.05)
+    report = export_model(model, "5pt", fmt, tmp_path / f"model.{fmt}", SIZE)
+    assert report.ok, str(report)
+
+
 def test_sepbn_attention_is_in_the_onnx_graph(exported):
     model, path, _ = exported("sepbn", "onnx")
     graph = onnx.load(str(path)).graph

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from sepbn.models import create_model
 from sepbn.nn import (BruteForceSepBN2d, FoldedAway, MixedAffine2d, MixtureBatchNorm2d, RoutedAffine2d,
                       SepBatchNorm2d, domains, fuse_for_inference)
 
@@ -194,3 +195,39 @@ def test_train_mode_model_is_fused_from_its_running_statistics():
     assert net.training and not fused.training
     x = torch.randn(3, 3, 5, 5)
     assert_same(fused(x), net.eval()(x))
+
+
+def _vanilla(norm: str, positive: bool) -> nn.Module:
+    torch.manual_seed(0)
+    net = randomize(create_model("vanilla", ["5pt"], norm=norm, width=1 / 16, input_size=64))
+    with torch.no_grad():  # all gammas positive, or one negative gamma per layer
+        for m in net.modules():
+            if isinstance(m, (nn.BatchNorm2d, SepBatchNorm2d)) and m.weight is not None:
+                m.weight.abs_().add_(0.05)
+                if not positive:
+                    m.weight.view(-1)[-1] = -0.5
+    return net
+
+
+@pytest.mark.parametrize("positive", [True, False])
+def test_max_pool_runs_before_an_increasing_affine_and_the_activation(positive):
+    net = _vanilla("sepbn", positive)
+    fused = fuse_for_inference(net)
+    affines = [m for m in fused.modules() if isinstance(m, MixedAffine2d)]
+    assert len(affines) == 6
+    assert all((m.pool is not None) == positive for m in affines)  # one negative gamma keeps the order
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        assert_same(fused(x)["5pt"], net(x)["5pt"], 1e-5)
+
+
+def test_max_pool_runs_before_a_monotone_activation_after_folded_bn():
+    net = _vanilla("bn", positive=False)  # BN folds into the conv whatever the sign of gamma
+    fused = fuse_for_inference(net)
+    assert [type(m).__name__ for m in fused.backbone.blocks[0]] == ["Conv2d", "DeployMaxPool2d", "FoldedAway",
+                                                                     "LeakyReLU"]
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert_same(fused(x)["5pt"], net(x)["5pt"], 1e-5)
+    kept = fuse_for_inference(nn.Sequential(nn.Conv2d(3, 4, 3), nn.SiLU(), nn.MaxPool2d(2)))  # not monotone
+    assert [type(m).__name__ for m in kept] == ["Conv2d", "SiLU", "DeployMaxPool2d"]
