@@ -60,6 +60,15 @@ def load_run_config(path: str | Path | None, overrides: Sequence[str] = ()) -> C
     return cfg
 
 
+def load_training_config(path: str | Path | None, overrides: Sequence[str] = (), data_root: str | None = None) -> Config:
+    """:func:`load_run_config` for a command that trains (``train``, ``check``): ``data_root`` overrides
+    ``data.root``, and a config with no ``[[data.train]]`` is a ConfigError naming the file."""
+    cfg = load_run_config(path, list(overrides) + ([f"data.root={data_root}"] if data_root else []))
+    if not cfg.data.train:
+        raise ConfigError(f"{path}: the config lists no training dataset ([[data.train]])")
+    return cfg
+
+
 def resolve_device(name: str | torch.device) -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU; any other name as torch reads it."""
     if str(name) == "auto":

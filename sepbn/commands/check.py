@@ -26,14 +26,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..assembly import load_run_config
+    from ..assembly import load_training_config
     from ..config import ConfigError
     from ..train.data import check_data
 
-    overrides = list(args.overrides) + ([f"data.root={args.data_root}"] if args.data_root else [])
-    cfg = load_run_config(args.config, overrides)
-    if not cfg.data.train:
-        raise ConfigError(f"{args.config}: the config lists no training dataset ([[data.train]])")
+    cfg = load_training_config(args.config, args.overrides, args.data_root)
     if cfg.train.init_from:
         from ..checkpoint import load_checkpoint
 

@@ -49,17 +49,13 @@ def resume_command(args: argparse.Namespace, out) -> str:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..assembly import load_run_config
-    from ..config import ConfigError
+    from ..assembly import load_training_config
     from ..errors import EXPECTED
     from ..train.distributed import DistributedError, collective_failure, init_from_env, scaled_optim, shutdown
     from ..train.loop import train
     from ..train.preempt import Preempted
 
-    overrides = list(args.overrides) + ([f"data.root={args.data_root}"] if args.data_root else [])
-    cfg = load_run_config(args.config, overrides)
-    if not cfg.data.train:
-        raise ConfigError(f"{args.config}: the config lists no training dataset ([[data.train]])")
+    cfg = load_training_config(args.config, args.overrides, args.data_root)
     out = Path(args.out) if args.out else Path("runs") / cfg.name
     # under torchrun (WORLD_SIZE > 1): join the process group; otherwise one process, no torch.distributed
     dist = init_from_env(cfg.dist, cfg.train.device)
