@@ -129,8 +129,9 @@ class IntegralHead(nn.Module):
 
     Examples:
         >>> import torch
-        >>> IntegralHead(8, num_points=5)(torch.zeros(3, 8, 4, 4)).abs().max().item()  # flat maps: centre
-        0.0
+        >>> out = IntegralHead(8, num_points=5)(torch.zeros(3, 8, 4, 4))  # flat heatmaps: the crop's centre
+        >>> out.shape, bool(out.abs().max() < 1e-6)
+        (torch.Size([3, 10]), True)
     """
 
     def __init__(self, in_channels: int, num_points: int, *, adapter: bool = False) -> None:
