@@ -60,7 +60,9 @@ def load_run_config(path: str | Path | None, overrides: Sequence[str] = ()) -> C
     return cfg
 
 
-def load_training_config(path: str | Path | None, overrides: Sequence[str] = (), data_root: str | None = None) -> Config:
+def load_training_config(
+    path: str | Path | None, overrides: Sequence[str] = (), data_root: str | None = None
+) -> Config:
     """:func:`load_run_config` for a command that trains (``train``, ``check``): ``data_root`` overrides
     ``data.root``, and a config with no ``[[data.train]]`` is a ConfigError naming the file."""
     cfg = load_run_config(path, list(overrides) + ([f"data.root={data_root}"] if data_root else []))

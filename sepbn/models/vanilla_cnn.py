@@ -98,7 +98,10 @@ class VanillaFeatures(nn.Module):
             pool = nn.MaxPool2d(kernel_size=2, stride=2) if i < pools else nn.Identity()
             blocks.append(
                 nn.Sequential(
-                    nn.Conv2d(cin, cout, kernel_size=3, padding=1, bias=False), norm(cout), nn.LeakyReLU(LEAKY_SLOPE), pool
+                    nn.Conv2d(cin, cout, kernel_size=3, padding=1, bias=False),
+                    norm(cout),
+                    nn.LeakyReLU(LEAKY_SLOPE),
+                    pool,
                 )
             )
             cin = cout

@@ -227,8 +227,8 @@ class DeployMaxPool2d(nn.Module):
         super().__init__()
         if not deployable_max_pool(pool):
             raise ValueError(f"DeployMaxPool2d takes a MaxPool2d without dilation, ceil_mode or indices, got {pool}")
-        self.kernel_size, self.stride, self.padding = (_pair(pool.kernel_size), _pair(pool.stride or pool.kernel_size),
-                                                       _pair(pool.padding))
+        # nn.MaxPool2d has already set a missing stride to the kernel size
+        self.kernel_size, self.stride, self.padding = _pair(pool.kernel_size), _pair(pool.stride), _pair(pool.padding)
 
     def forward(self, input: Tensor) -> Tensor:
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding

@@ -73,7 +73,8 @@ def test_pooling_calls_are_one_kernel_or_one_per_band():
             assert calls.calls["amax"] == 2 * t and calls.total == 4 * t + 2, calls.calls
 
 
-@pytest.mark.parametrize("kernel, stride, padding", [(2, 2, 0), (3, 2, 1), (3, 1, 1), ((3, 2), (1, 2), (1, 0)), (2, 1, 0)])
+@pytest.mark.parametrize("kernel, stride, padding",
+                         [(2, 2, 0), (3, 2, 1), (3, 1, 1), ((3, 2), (1, 2), (1, 0)), (2, 1, 0)])
 @pytest.mark.parametrize("shape", [(2, 3, 9, 8), (1, 4, 2, 2), (1, 2, 16, 16)])
 def test_deploy_max_pool2d_equals_max_pool2d(kernel, stride, padding, shape):
     pool = nn.MaxPool2d(kernel, stride, padding)

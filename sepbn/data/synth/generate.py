@@ -473,7 +473,7 @@ def load_synth(out_dir: str | Path, protocol: str, split: str = "train") -> list
     out = Path(out_dir)
     name = get_protocol(protocol).name
     if split not in SPLITS["synth"]:
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        raise ValueError(f"split must be one of {list(SPLITS['synth'])}, got {split!r}")
     if name not in FORMATS:
         raise ValueError(f"no SynthFaces files for protocol {name!r}; known: {sorted(FORMATS)}")
     if not (out / "synth.json").is_file():
