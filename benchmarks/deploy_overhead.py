@@ -9,7 +9,8 @@ network against the SepBN network, interleaved (one call of each in turn, so bac
 alike), and prints the ratio of medians:
 
 - inference, eager PyTorch: both models through ``sepbn.nn.fuse_for_inference`` (BN folded into the
-  convolutions; SepBN's normalisation folded, its per-sample mixed affine left), 1 and 2 threads, batch 1, 32;
+  convolutions; SepBN's normalisation folded, its per-sample mixed affine left), 1 and 2 threads, batch 1, 32,
+  on channels-last tensors as ``sepbn predict`` runs them (``--nchw``: plain NCHW tensors instead);
 - inference, ONNX Runtime (CPU provider, graph optimisation on): the folded models exported with
   ``sepbn.inference.export.export_onnx``, intra-op threads 1 and 2, batch 1, 32 (thread spinning off, so the
   idle session of one variant does not compete with the other on a small machine);
@@ -140,8 +141,9 @@ def sepbn_elements(model: nn.Module, size: int, protocol: str) -> int:
 class Net:
     """BN and SepBN versions of one network: unfused (train), folded (eager inference), ONNX sessions."""
 
-    def __init__(self, name: str, size: int, quick: bool, device: str, workdir: Path) -> None:
+    def __init__(self, name: str, size: int, quick: bool, device: str, workdir: Path, nchw: bool = False) -> None:
         kwargs, self.target_index = NETS[name]
+        self.nchw = nchw
         self.name, self.size, self.device = name, size, device
         torch.manual_seed(0)
         if kwargs is None:  # the shipped model: its own weights, protocol and size
@@ -177,6 +179,7 @@ class Net:
     def runner(self, key: str, mode: str, threads: int, batch: int, device: str):
         """A no-argument callable doing one timed call of variant ``key`` in this cell."""
         x = torch.randn(batch, 3, self.size, self.size, device=device)
+        eager_format = torch.contiguous_format if self.nchw else torch.channels_last
         if mode == "infer-ort":
             import onnxruntime as ort
 
@@ -191,7 +194,8 @@ class Net:
             feed = {"image": x.numpy()}
             return lambda: session.run(None, feed)
         if mode == "infer-eager":
-            model = self.folded[key].to(device)
+            model = self.folded[key].to(device, memory_format=eager_format)
+            x = x.contiguous(memory_format=eager_format)
 
             def infer():
                 with torch.inference_mode():
@@ -260,7 +264,9 @@ def markdown(cells: list[Cell], info: dict, bandwidths: dict) -> str:
              + (f"; GPU {info['gpu']}" if "gpu" in info else ""),
              "Copy bandwidth (read + write): " + ", ".join(f"{k}: {v:.1f} GB/s" for k, v in bandwidths.items()),
              "Ratios: SepBN / BN medians of interleaved calls in this run; inference models folded "
-             "(fuse_for_inference); floor = extra bytes / bandwidth.", "",
+             f"(fuse_for_inference), eager cells on {info.get('eager_layout', 'NCHW')} tensors; "
+             "floor = extra bytes / bandwidth.",
+             "",
              "| network | mode | device | threads | batch | BN ms | SepBN ms | SepBN/BN | target | met | extra ms "
              "| extra MB | floor ms | floor ratio | gap to floor | repeats |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -283,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-repeats", type=int, default=3)
     parser.add_argument("--max-repeats", type=int, default=31)
     parser.add_argument("--quick", action="store_true", help="tiny functional check; numbers mean nothing")
+    parser.add_argument("--nchw", action="store_true",
+                        help="eager cells on NCHW tensors (default: channels-last, as sepbn predict runs)")
     parser.add_argument("--out", help="JSON file for the rows, machine and bandwidths")
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -291,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         print("--device cuda: no GPU present, CPU rows only", file=sys.stderr)
         device = "cpu"
     size = 64 if args.quick else args.size
-    info = machine_info()
+    info = dict(machine_info(), eager_layout="NCHW" if args.nchw else "channels-last")
     bandwidths = {f"cpu {t} thread{'s' if t > 1 else ''}": bandwidth_gbs(t, mib=16 if args.quick else 256)
                   for t in (1, 2)}
     if device == "cuda":
@@ -300,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     nets, cells = {}, []
     for name in args.nets:
         print(f"setting up {name} (models, fold, ONNX export) ...", file=sys.stderr, flush=True)
-        nets[name] = Net(name, size, args.quick, device, workdir)
+        nets[name] = Net(name, size, args.quick, device, workdir, args.nchw)
         nets[name].export()
         cells += cells_for(nets[name], args.quick, device)
     # cost of one round of each cell (one call of each variant, after one warm-up call)

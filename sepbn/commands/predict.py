@@ -60,6 +60,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "bundled models do)")
     parser.add_argument("--no-fuse", action="store_true",
                         help="run the model as trained (default: BN/SepBN folded into the convolutions)")
+    parser.add_argument("--no-channels-last", action="store_true",
+                        help="run the fused model on NCHW tensors (default: channels-last, faster on CPU)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -327,7 +329,8 @@ def run(args: argparse.Namespace) -> int:
     options = {} if args.flip is None else {"flip": args.flip}
     predictor = LandmarkDetector.from_checkpoint(weights, args.protocol, args.device, detector=detector,
                                                  calibration=calibration, batch_size=args.batch_size,
-                                                 domain=args.domain, fuse=not args.no_fuse, **options)
+                                                 domain=args.domain, fuse=not args.no_fuse,
+                                                 channels_last=not args.no_channels_last, **options)
     print(f"sepbn predict: {predictor!r}; detector box -> training box: {predictor.detector_calibration()}",
           file=sys.stderr)
 

@@ -179,11 +179,14 @@ class LandmarkDetector:
             convolutions; same outputs, fewer passes). ``model`` itself is left unchanged.
         flip: average each face's prediction with the one on its mirror image
             (:func:`sepbn.models.tta.flip_average`; twice the network cost).
+        channels_last: run a fused network on channels-last tensors (default): the same outputs, and
+            on CPU both its convolutions and SepBN's pooling are faster (docs/inference.md, issue 18).
     """
 
     def __init__(self, model: nn.Module, protocol: Protocol | str, crop: CropSpec, *, device: str | torch.device = "cpu",
                  detector: FaceDetector | None = None, calibration: BoxCalibration | None = None,
-                 batch_size: int = 64, domain: int | None = None, fuse: bool = True, flip: bool = False) -> None:
+                 batch_size: int = 64, domain: int | None = None, fuse: bool = True, flip: bool = False,
+                 channels_last: bool = True) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         branches = {m.num_branches for m in model.modules() if isinstance(m, (BruteForceSepBN2d, RoutedAffine2d))}
@@ -199,6 +202,9 @@ class LandmarkDetector:
         self.fused = bool(fuse) and (bool(sepbn_modules(model)) or any(
             isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()))
         self.model = (fuse_for_inference(model) if self.fused else model).to(self.device).eval()
+        # the layout of a fused copy only: an unfused model is the caller's own module
+        self.memory_format = torch.channels_last if channels_last and self.fused else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
         self.crop = crop
         self.detector = detector
         self.calibration = calibration
@@ -255,6 +261,7 @@ class LandmarkDetector:
         return inputs, inverse
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=self.memory_format)
         return self.model(x, self.protocol.name)[self.protocol.name].float()
 
     @torch.inference_mode()
@@ -317,4 +324,6 @@ class LandmarkDetector:
         return (f"LandmarkDetector(protocol={self.protocol.name!r}, crop={self.crop}, device={self.device}, "
                 f"detector={det!r}, batch_size={self.batch_size}"
                 + ("" if self.domain is None else f", domain={self.domain}")
-                + ("" if self.fused else ", unfused") + (", flip" if self.flip else "") + ")")
+                + ("" if self.fused else ", unfused")
+                + (", channels-last" if self.memory_format == torch.channels_last else "")
+                + (", flip" if self.flip else "") + ")")

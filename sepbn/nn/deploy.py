@@ -26,6 +26,13 @@ strided slices per side (``torch.maximum``), 10-30x faster than ATen's NCHW ``ma
 
 Eager inference writes the affine with BatchNorm's eval kernel on the (1, N*C, H, W) view (one vectorised
 pass); the mixing matmul yields that kernel's zero mean and unit variance too (rows 2 and 3 of ``mixing``).
+
+Channels-last tensors (how `sepbn predict` runs a fused model on CPU): ATen's channels-last pooling kernels
+run vectorised over channels, so the attention pools with one ``adaptive_max_pool2d`` call at any size and
+`DeployMaxPool2d` is one ``max_pool2d`` (on the shipped 300w68 model at batch 1, one thread: 7-10 us for
+its 8x8 maps, against 43-98 us in NCHW; its first 16-channel 128x128 map, 83-115 us, about one read);
+the affine is BatchNorm's channels-last kernel at batch 1 and one ``addcmul`` above. Outputs stay
+channels-last.
 torch.compile, torch.export / ONNX and tracing get plain ops (``x * scale + shift``), which they fuse or export.
 """
 
@@ -71,7 +78,14 @@ def _band_max(x: Tensor, dim: int, out: int) -> Tensor:
                       for a, b in pooling_windows(x.shape[dim], out)], dim)
 
 
+def _channels_last(x: Tensor) -> bool:
+    """A 4-d tensor stored channels-last (and not also plain contiguous, as a 1-channel or 1x1 map is)."""
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
 def _eager_pool(x: Tensor, out: int) -> Tensor:
+    if _channels_last(x):  # ATen's channels-last kernel runs vectorised over channels: one fast call
+        return F.adaptive_max_pool2d(x, out)
     if x.numel() <= SMALL_NUMEL:  # a small map: ATen's kernel in one call beats a few cheap ones
         return F.adaptive_max_pool2d(x, out)
     return window_max(x, out)  # row bands read x once; the columns work on T rows
@@ -188,12 +202,15 @@ def mixed_affine(input: Tensor, pi: Tensor, mixing: Tensor, offset: Tensor) -> T
     pi = (pi if pi.dtype == mixing.dtype else pi.to(mixing.dtype)).reshape(-1, mixing.shape[1])
     no_grad = not (torch.is_grad_enabled() and (input.requires_grad or pi.requires_grad))
     if (not _plain() and no_grad and input.dtype == mixing.dtype and input.dtype in (torch.float32, torch.float64)
-            and input.is_contiguous()):
+            and (input.is_contiguous() or (n == 1 and _channels_last(input)))):
         # one pass: BatchNorm's eval kernel over the (1, N*C, H, W) view, every (n, c) map one "channel"
         weight, bias, mean, var = torch.baddbmm(offset, pi.expand(4, n, -1), mixing).view(4, n * c).unbind(0)
         flat = input if n == 1 else input.view(1, n * c, h, w)
         out = torch.ops.aten._native_batch_norm_legit_no_training(flat, weight, bias, mean, var, 0.0, 0.0)[0]
         return out if n == 1 else out.view(n, c, h, w)
+    if not _plain() and no_grad and _channels_last(input):  # one pass; the (1, N*C, H, W) view needs NCHW
+        scale, shift = torch.bmm(pi.expand(2, n, -1), mixing[:2]).to(input.dtype).unbind(0)
+        return torch.addcmul(shift.view(n, c, 1, 1), input, scale.view(n, c, 1, 1))
     scale = torch.mm(pi, mixing[0]).view(-1, c, 1, 1).to(input.dtype)
     shift = torch.mm(pi, mixing[1]).view(-1, c, 1, 1).to(input.dtype)
     return input * scale + shift
@@ -212,9 +229,10 @@ def _slices_max(x: Tensor, dim: int, kernel: int, stride: int) -> Tensor:
 class DeployMaxPool2d(nn.Module):
     """An ``nn.MaxPool2d`` (no dilation, floor mode, no indices) for inference; see the module docstring.
 
-    Eager PyTorch: rows, then columns, each the ``torch.maximum`` of k strided slices (padding with -inf, as
-    the pooling kernel pads); NaN propagates as in the kernel. Export, tracing and torch.compile get
-    ``F.max_pool2d`` (one ``MaxPool`` node; inductor writes its own loop).
+    Eager PyTorch on NCHW tensors: rows, then columns, each the ``torch.maximum`` of k strided slices
+    (padding with -inf, as the pooling kernel pads); NaN propagates as in the kernel. Export, tracing and
+    torch.compile get ``F.max_pool2d`` (one ``MaxPool`` node; inductor writes its own loop), and so do
+    channels-last tensors (ATen's kernel for them is fast).
 
     Examples:
         >>> pool = DeployMaxPool2d(nn.MaxPool2d(3, 2, padding=1))
@@ -232,8 +250,10 @@ class DeployMaxPool2d(nn.Module):
 
     def forward(self, input: Tensor) -> Tensor:
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        if _plain() or input.dim() != 4 or input.shape[2] + 2 * ph < kh or input.shape[3] + 2 * pw < kw:
-            return F.max_pool2d(input, self.kernel_size, self.stride, self.padding)  # and its errors
+        # export, compile and channels-last (a fast kernel) get ATen's pooling, as do too-small maps (its errors)
+        if (_plain() or _channels_last(input) or input.dim() != 4 or input.shape[2] + 2 * ph < kh
+                or input.shape[3] + 2 * pw < kw):
+            return F.max_pool2d(input, self.kernel_size, self.stride, self.padding)
         if ph or pw:
             input = F.pad(input, (pw, pw, ph, ph), value=float("-inf"))
         return _slices_max(_slices_max(input, 2, kh, sh), 3, kw, sw)

@@ -195,3 +195,19 @@ def test_detector_runs_the_folded_model_by_default(checkpoint):
     a, b = fused.predict(img, boxes), plain.predict(img, boxes)
     for x, y in zip(a, b):
         np.testing.assert_allclose(x.landmarks, y.landmarks, rtol=0, atol=1e-3)  # pixels
+
+
+def test_detector_runs_channels_last_by_default_with_the_same_points(checkpoint):
+    fast = LandmarkDetector.from_checkpoint(checkpoint, "5pt")
+    nchw = LandmarkDetector.from_checkpoint(checkpoint, "5pt", channels_last=False)
+    assert fast.memory_format == torch.channels_last and "channels-last" in repr(fast)
+    assert nchw.memory_format == torch.contiguous_format and "channels-last" not in repr(nchw)
+    conv = next(m for m in fast.model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    img = np.random.default_rng(2).integers(0, 255, (70, 90, 3), dtype=np.uint8)
+    boxes = [[5, 5, 60, 60], [20, 10, 80, 66]]
+    for one in (boxes[:1], boxes):  # batch 1 (BatchNorm's kernel) and batch 2 (addcmul)
+        for x, y in zip(fast.predict(img, one), nchw.predict(img, one)):
+            np.testing.assert_allclose(x.landmarks, y.landmarks, rtol=0, atol=1e-3)  # pixels
+    unfused = LandmarkDetector.from_checkpoint(checkpoint, "5pt", fuse=False)
+    assert unfused.memory_format == torch.contiguous_format  # the caller's module is left as it is

@@ -119,6 +119,12 @@ def test_mixed_affine_equals_mix_affine_then_affine(groups):
     assert_same(mixed_affine(x, pi, mixing, offset), want, 1e-6)  # BatchNorm's eval kernel
     assert_same(mixed_affine(x.requires_grad_(), pi, mixing, offset), want, 1e-6)  # plain ops
     assert_same(mixed_affine(x[:1], pi[:1], mixing, offset), want[:1], 1e-6)  # batch 1: no view
+    cl = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        for n in (1, 5):  # batch 1: BatchNorm's channels-last kernel; more: one addcmul
+            got = mixed_affine(cl[:n], pi[:n], mixing, offset)
+            assert_same(got, want[:n], 1e-6)
+            assert deploy._channels_last(got)
 
 
 # ATen calls of one folded SepBN layer at batch 1, not counting the block's own max-pool that a layer with
@@ -131,7 +137,7 @@ NETWORKS = {
 }
 
 
-def _per_layer_calls(model: nn.Module, size: int) -> list[int]:
+def _per_layer_calls(model: nn.Module, size: int, layout=torch.contiguous_format) -> list[int]:
     """ATen calls of each MixedAffine2d's forward, less those of the max-pool it carries."""
     counts, pooled = [], []
 
@@ -146,7 +152,7 @@ def _per_layer_calls(model: nn.Module, size: int) -> list[int]:
     pools = [m.pool for m in layers if m.pool is not None]
     hooks = [h for m in layers + pools for h in (m.register_forward_pre_hook(pre), m.register_forward_hook(post))]
     with torch.no_grad():
-        model(torch.randn(1, 3, size, size))
+        model.to(memory_format=layout)(torch.randn(1, 3, size, size).contiguous(memory_format=layout))
     for h in hooks:
         h.remove()
     assert len(counts) == len(layers) > 0
@@ -154,13 +160,49 @@ def _per_layer_calls(model: nn.Module, size: int) -> list[int]:
     return [c - (next(it) if m.pool is not None else 0) for c, m in zip(counts, layers)]
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("name", NETWORKS)
-def test_folded_layer_op_count_is_pinned(name):
+def test_folded_layer_op_count_is_pinned(name, layout):
     kwargs, size, most = NETWORKS[name]
     torch.manual_seed(0)
     net = randomize(create_model(protocols=["300w68"], norm="sepbn", input_size=size, **kwargs))
-    counts = _per_layer_calls(fuse_for_inference(net), size)
-    assert max(counts) <= most, counts
+    counts = _per_layer_calls(fuse_for_inference(net), size, layout)
+    # channels-last: the pooled (N, C, T, T) map is copied once to the (N, C T^2) rows of the first matmul
+    assert max(counts) <= most + (layout == torch.channels_last), counts
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("name", NETWORKS)
+def test_channels_last_folded_network_equals_unfused(name, batch):
+    """The layout `sepbn predict` runs (channels-last) gives the unfused model's outputs, and every folded
+    SepBN layer keeps the layout (no hidden conversion to NCHW and back)."""
+    kwargs, size, _ = NETWORKS[name]
+    torch.manual_seed(0)
+    net = randomize(create_model(protocols=["300w68"], norm="sepbn", input_size=size, **kwargs)).eval()
+    fused = fuse_for_inference(net).to(memory_format=torch.channels_last)
+    layouts = []
+    for m in fused.modules():
+        if isinstance(m, MixedAffine2d):
+            m.register_forward_hook(
+                lambda m, a, out: layouts.append(out.is_contiguous(memory_format=torch.channels_last)))
+    x = torch.randn(batch, 3, size, size)
+    with torch.no_grad():
+        want = net(x)["300w68"]
+    with torch.inference_mode():
+        got = fused(x.contiguous(memory_format=torch.channels_last))["300w68"]
+    assert_same(got, want)
+    assert layouts and all(layouts), layouts
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [(2, 2, 0), (3, 2, 1)])
+def test_deploy_max_pool2d_channels_last_is_one_kernel(kernel, stride, padding):
+    """A channels-last map: ATen's channels-last max_pool2d, vectorised over channels, in one call."""
+    pool = nn.MaxPool2d(kernel, stride, padding)
+    x = torch.randn(2, 16, 9, 8).contiguous(memory_format=torch.channels_last)
+    with AtenCalls() as calls:
+        got = deploy.DeployMaxPool2d(pool)(x)
+    torch.testing.assert_close(got, pool(x.contiguous()), rtol=0, atol=0)
+    assert "maximum" not in calls.calls and deploy._channels_last(got)
 
 
 def test_compiled_folded_layer_equals_eager():
