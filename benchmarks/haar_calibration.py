@@ -1,9 +1,13 @@
-"""Fit the Haar -> 300-W landmark-box calibration on real annotated faces.
+"""Fit a Haar -> training-box calibration on real annotated faces.
 
     python benchmarks/haar_calibration.py --data ../shared/data/300w
+    python benchmarks/haar_calibration.py --format csv --data runs/real_splits/mtfl_train.csv --images / \
+        --protocol 5pt
 
-Runs OpenCV's bundled frontal-face cascade on each 300-W image, keeps the detection that best
-overlaps the tight landmark box (IoU > 0.3), and fits ``BoxCalibration`` (sepbn.inference.detector).
+Runs OpenCV's bundled frontal-face cascade on each image, keeps the detection that best overlaps the
+annotated box (IoU > 0.3), and fits ``BoxCalibration`` (sepbn.inference.detector). The first command is
+the 300-W landmark box ("landmarks"); the second MTFL's square box ("square") on the training faces of
+the fixed real split (benchmarks/real_splits.py), never its held-out faces.
 """
 
 from __future__ import annotations
@@ -27,10 +31,17 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True, help="300-W root (afw/, helen/, ...)")
-    ap.add_argument("--split", default="train")
+    ap.add_argument("--data", required=True, help="300-W root (afw/, helen/, ...), or --format's source")
+    ap.add_argument("--format", default="300w", help="a reader of sepbn.data (default: 300w)")
+    ap.add_argument("--split", default=None, help="the format's split (300w default: train)")
+    ap.add_argument("--images", default=None, help="image root of the source (csv: / for absolute paths)")
+    ap.add_argument("--protocol", default=None, help="the protocol of a csv / jsonl source")
     args = ap.parse_args()
-    records = read_records("300w", args.data, split=args.split, missing_ok=True)
+    options = {"protocol": args.protocol} if args.protocol else {}
+    if args.format == "300w":
+        options["missing_ok"] = True
+    split = args.split or ("train" if args.format == "300w" else None)
+    records = read_records(args.format, args.data, split=split, images=args.images, **options)
     det = HaarDetector()
     found, ref = [], []
     t0 = time.perf_counter()
@@ -50,7 +61,7 @@ def main() -> None:
     print(f"faces {len(records)}, matched detections {len(found)} ({len(found) / len(records):.1%}), "
           f"{len(records) / dt:.1f} images/s")
     print(f"fitted {cal}")
-    print(f"mean IoU with the landmark box: before {mean_iou_before:.3f}, after {mean_iou_after:.3f}")
+    print(f"mean IoU with the annotated box: before {mean_iou_before:.3f}, after {mean_iou_after:.3f}")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ def test_checkpoint_gives_the_crop_and_protocol_of_its_training_data(checkpoint)
 def test_safetensors_folder_loads_too(weights_folder):
     det = LandmarkDetector.from_checkpoint(weights_folder, protocol="5pt")
     assert det.protocol.name == "5pt"
-    assert det.crop == CropSpec(64, 1.0, "square")  # MTFL: a square made from the five points
+    assert det.crop == CropSpec(64, 1.0, "mtfl")  # MTFL: a square made from the five points
 
 
 def test_several_protocols_need_a_choice(checkpoint):
