@@ -17,6 +17,10 @@ accuracy is not used). A figure of the worst held-out faces shows points only (t
 may not be copied; see docs/model_card.md); the overlay picture is a SynthFaces render.
 
     python benchmarks/model_card.py --data ../shared/data --out benchmarks/results/model_card_300w68.json
+    python benchmarks/model_card.py --model 5pt --data ../shared/data --out benchmarks/results/model_card_5pt.json
+
+The 5-point model is scored the same way on MTFL's held-out faces (its box: MTFL's square, twice the
+five points' span; the Haar boxes through the Haar -> mtfl conversion measured on the training faces).
 """
 
 from __future__ import annotations
@@ -56,7 +60,20 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / (area(a) + area(b) - inter)
 
 
-def accuracy(det, records: list, protocol) -> dict:
+# bundled model -> (dataset of benchmarks/real_splits.py, protocol, dlib's box scale as in its study, file prefix)
+CARDS = {"300w68": ("300w", "300w68", 1.25, "model_card"), "5pt": ("mtfl", "5pt", 1.0, "model_card_5pt")}
+
+
+def training_box(points: np.ndarray, convention: str) -> list[float]:
+    """A face's box in the model's training convention, from its points (for the SynthFaces overlay)."""
+    lo, hi = points.min(0), points.max(0)
+    if convention == "mtfl":  # MTFL's square: twice the longer side of the points' box, same centre
+        centre, half = (lo + hi) / 2, np.ptp(points, axis=0).max()
+        return [*(centre - half), *(centre + half)]
+    return [*lo, *hi]  # 300-W: the tight box of the points
+
+
+def accuracy(det, records: list, protocol, name: str) -> dict:
     """Scores through ground-truth boxes and through the detector; per-face errors kept for the figure."""
     truth = np.stack([r.landmarks for r in records])
     boxes = np.asarray([r.box for r in records], dtype=np.float64)
@@ -73,9 +90,9 @@ def accuracy(det, records: list, protocol) -> dict:
     gt_err = nme(np.stack(gt_pred), truth, protocol, boxes=boxes, normalizer=NORMALIZER)
     det_err = nme(np.stack(det_pred), truth, protocol, boxes=boxes, normalizer=NORMALIZER)[found]
     return {
-        "ground_truth_boxes": summarize(gt_err, protocol, normalizer=NORMALIZER, name="300w-val"),
+        "ground_truth_boxes": summarize(gt_err, protocol, normalizer=NORMALIZER, name=name),
         "detector": {"detected": int(found.sum()), "missed": int((~found).sum()),
-                     **summarize(det_err, protocol, normalizer=NORMALIZER, name="300w-val, Haar boxes")},
+                     **summarize(det_err, protocol, normalizer=NORMALIZER, name=f"{name}, Haar boxes")},
         "errors": gt_err, "predictions": np.stack(gt_pred),
     }
 
@@ -124,17 +141,17 @@ def speed(det, records: list, dlib_predictor, rounds: int, repeats: int) -> dict
     return out
 
 
-def dlib_speed_model(records: list, faces: int):
+def dlib_speed_model(records: list, faces: int, box_scale: float):
     """dlib's default forest trained fast (oversampling 1, ``faces`` faces): for timing only."""
     import dlib
 
     options = dlib.shape_predictor_training_options()
     options.oversampling_amount, options.num_threads = 1, 2
-    images, objects = to_dlib(dlib, records[:faces], 1.25)
+    images, objects = to_dlib(dlib, records[:faces], box_scale)
     return dlib.train_shape_predictor(images, objects, options), options
 
 
-def figures(det, records: list, acc: dict, out_dir: Path) -> list[str]:
+def figures(det, records: list, acc: dict, out_dir: Path, prefix: str) -> list[str]:
     """Points-only plot of the 4 worst held-out faces, and an overlay on a SynthFaces render."""
     import matplotlib
 
@@ -154,53 +171,55 @@ def figures(det, records: list, acc: dict, out_dir: Path) -> list[str]:
     axes[0].legend(loc="lower left", fontsize=7)
     fig.tight_layout()
     out_dir.mkdir(parents=True, exist_ok=True)
-    worst_path = out_dir / "model_card_worst.png"
+    worst_path = out_dir / f"{prefix}_worst.png"
     fig.savefig(worst_path, dpi=90)
     plt.close(fig)
-    face = synthesize(7, seed=3, size=(512, 512), protocols=["300w68"])
-    pts = face.points["300w68"]
+    face = synthesize(7, seed=3, size=(512, 512), protocols=[det.protocol.name])
+    pts = face.points[det.protocol.name]
     centre, half = (pts.min(0) + pts.max(0)) / 2, 0.9 * np.ptp(pts, axis=0).max()
     x0, y0 = np.maximum(0, np.round(centre - half)).astype(int)
     x1, y1 = np.minimum(face.image.shape[1::-1], np.round(centre + half)).astype(int)
     zoom = 320 / max(x1 - x0, y1 - y0)  # the face large enough to see the points
     image = cv2.resize(face.image[y0:y1, x0:x1], None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC)
-    pts = (pts - [x0, y0]) * zoom  # the model's box convention: the tight box of the 68 points
-    drawn = draw_faces(image, det.predict(image, boxes=[[*pts.min(0), *pts.max(0)]]))
-    overlay = out_dir / "model_card_synth_overlay.png"
+    pts = (pts - [x0, y0]) * zoom
+    drawn = draw_faces(image, det.predict(image, boxes=[training_box(pts, det.crop.box_convention)]))
+    overlay = out_dir / f"{prefix}_synth_overlay.png"
     plt.imsave(overlay, drawn)
     return [str(worst_path), str(overlay)]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="300w68", help="bundled model name")
-    ap.add_argument("--data", default=None, help="folder with 300w/ (writes the split when missing)")
+    ap.add_argument("--model", default="300w68", choices=sorted(CARDS), help="bundled model name")
+    ap.add_argument("--data", default=None, help="folder with 300w/ and mtfl/ (writes the split when missing)")
     ap.add_argument("--splits", default="runs/real_splits")
-    ap.add_argument("--out", default="benchmarks/results/model_card_300w68.json")
+    ap.add_argument("--out", default=None, help="default: benchmarks/results/model_card_MODEL.json")
     ap.add_argument("--figures", default="docs/img")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--dlib-faces", type=int, default=200)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    val = Path(args.splits) / "300w_val.csv"
+    dataset, protocol_name, dlib_box_scale, prefix = CARDS[args.model]
+    val = Path(args.splits) / f"{dataset}_val.csv"
     if not val.is_file():
-        write_split("300w", Path(args.data), Path(args.splits))
-    protocol = get_protocol("300w68")
-    records = load_faces(val, "300w68")
+        write_split(dataset, Path(args.data), Path(args.splits))
+    protocol = get_protocol(protocol_name)
+    records = load_faces(val, protocol_name)
     det = load_pretrained(args.model, detector="haar")
-    acc = accuracy(det, records, protocol)
-    predictor, options = dlib_speed_model(load_faces(Path(args.splits) / "300w_train.csv", "300w68"), args.dlib_faces)
+    acc = accuracy(det, records, protocol, f"{dataset}-val")
+    train = load_faces(Path(args.splits) / f"{dataset}_train.csv", protocol_name)
+    predictor, options = dlib_speed_model(train, args.dlib_faces, dlib_box_scale)
     result = {
         "model": args.model, "held_out_faces": len(records), "flip": det.flip, "normalizer": NORMALIZER,
         "accuracy": {k: v for k, v in acc.items() if k not in ("errors", "predictions")},
         "speed_ms_per_face_batch1_1thread": speed(det, records, predictor, args.rounds, args.repeats),
         "dlib_forest": {"cascade_depth": options.cascade_depth, "trees": options.num_trees_per_cascade_level,
                         "tree_depth": options.tree_depth},
-        "figures": figures(det, records, acc, Path(args.figures)),
+        "figures": figures(det, records, acc, Path(args.figures), prefix),
         "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}",
     }
-    atomic_write_text(args.out, json.dumps(result, indent=2))
+    atomic_write_text(args.out or f"benchmarks/results/model_card_{args.model}.json", json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
 

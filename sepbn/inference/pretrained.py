@@ -28,6 +28,10 @@ DEFAULT_MODEL = "300w68"
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 LICENCE_300W = ("trained on 300-W (iBUG) faces: research use only, not for commercial use; "
                 "see docs/model_card.md")
+LICENCE_MTFL = ("trained on MTFL (CUHK Multi-Task Facial Landmark) faces: research use only, not for "
+                "commercial use; see docs/model_card.md")
+# the terms each bundled model's training data imposes, by model name
+LICENCES = {"300w68": LICENCE_300W, "5pt": LICENCE_MTFL}
 
 
 def pretrained_path(name: str = DEFAULT_MODEL) -> Path:
@@ -66,7 +70,8 @@ def bundle(weights: str | Path, name: str, *, box_convention: str, flip: bool, d
     ``name``), stating in its config.json how the model runs and the licence its training data imposes."""
     weights = Path(weights)
     if box_convention not in set(BOX_CONVENTIONS.values()):
-        raise ValueError(f"box_convention must be one of {sorted(set(BOX_CONVENTIONS.values()))}, got {box_convention!r}")
+        known = sorted(set(BOX_CONVENTIONS.values()))
+        raise ValueError(f"box_convention must be one of {known}, got {box_convention!r}")
     meta = json.loads((weights / "config.json").read_text())
     meta["inference"] = {"box_convention": box_convention, "flip": bool(flip)}
     meta["licence"] = licence
@@ -82,10 +87,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--box-convention", default="landmarks", help="the training faces' box (default: landmarks)")
     ap.add_argument("--flip", action="store_true", help="the model runs with flip averaging by default")
     ap.add_argument("--dest", default=None, help="default: the package's weights folder")
-    ap.add_argument("--licence", default=LICENCE_300W, help="the terms its training data imposes")
+    ap.add_argument("--licence", default=None,
+                    help="the terms its training data imposes (default: the stated terms of --name's data)")
     args = ap.parse_args(argv)
+    licence = args.licence or LICENCES.get(args.name)
+    if licence is None:
+        ap.error(f"--licence is required for a model other than {sorted(LICENCES)}")
     print(bundle(args.weights, args.name, box_convention=args.box_convention, flip=args.flip, dest=args.dest,
-                 licence=args.licence))
+                 licence=licence))
 
 
 if __name__ == "__main__":

@@ -89,3 +89,14 @@ def test_tuning_split_divides_the_training_faces_only(monkeypatch):
     assert len(tune_faces) == 154 and len(fit_faces) == 872 and fit_faces.isdisjoint(tune_faces)
     assert fit_faces | tune_faces == set(train)
     assert tune_faces.isdisjoint(splits.split_indices(1207)["val"])
+
+
+def test_model_card_boxes_follow_each_bundled_models_convention(monkeypatch):
+    card = load("model_card", monkeypatch)
+    points = np.array([[10.0, 20.0], [30.0, 20.0], [20.0, 30.0], [12.0, 40.0], [28.0, 40.0]])
+    np.testing.assert_allclose(card.training_box(points, "landmarks"), [10, 20, 30, 40])  # 300-W: tight box
+    np.testing.assert_allclose(card.training_box(points, "mtfl"), [0, 10, 40, 50])  # 2x the 20-pixel span
+    # each card's dataset and protocol agree with the split script and the protocol table
+    splits = load("real_splits", monkeypatch)
+    for name, (dataset, protocol, _, _) in card.CARDS.items():
+        assert splits.DATASETS[dataset][3] == protocol
