@@ -26,6 +26,7 @@ strided slices per side (``torch.maximum``), 10-30x faster than ATen's NCHW ``ma
 
 Eager inference writes the affine with BatchNorm's eval kernel on the (1, N*C, H, W) view (one vectorised
 pass); the mixing matmul yields that kernel's zero mean and unit variance too (rows 2 and 3 of ``mixing``).
+torch.compile, torch.export / ONNX and tracing get plain ops (``x * scale + shift``), which they fuse or export.
 
 Channels-last tensors (how `sepbn predict` runs a fused model on CPU): ATen's channels-last pooling kernels
 run vectorised over channels, so the attention pools with one ``adaptive_max_pool2d`` call at any size and
@@ -33,7 +34,6 @@ run vectorised over channels, so the attention pools with one ``adaptive_max_poo
 its 8x8 maps, against 43-98 us in NCHW; its first 16-channel 128x128 map, 83-115 us, about one read);
 the affine is BatchNorm's channels-last kernel at batch 1 and one ``addcmul`` above. Outputs stay
 channels-last.
-torch.compile, torch.export / ONNX and tracing get plain ops (``x * scale + shift``), which they fuse or export.
 """
 
 from __future__ import annotations
