@@ -62,6 +62,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 # bundled model -> (dataset of benchmarks/real_splits.py, protocol, dlib's box scale as in its study, file prefix)
 CARDS = {"300w68": ("300w", "300w68", 1.25, "model_card"), "5pt": ("mtfl", "5pt", 1.0, "model_card_5pt")}
+NORMALIZERS = {"300w68": NORMALIZER, "5pt": "eye-centres"}  # the studies' normalizer of each protocol
 
 
 def training_box(points: np.ndarray, convention: str) -> list[float]:
@@ -73,7 +74,7 @@ def training_box(points: np.ndarray, convention: str) -> list[float]:
     return [*lo, *hi]  # 300-W: the tight box of the points
 
 
-def accuracy(det, records: list, protocol, name: str) -> dict:
+def accuracy(det, records: list, protocol, name: str, normalizer: str = NORMALIZER) -> dict:
     """Scores through ground-truth boxes and through the detector; per-face errors kept for the figure."""
     truth = np.stack([r.landmarks for r in records])
     boxes = np.asarray([r.box for r in records], dtype=np.float64)
@@ -87,12 +88,12 @@ def accuracy(det, records: list, protocol, name: str) -> dict:
         found.append(best >= 0 and overlaps[best] >= 0.3)
         det_pred.append(det.predict(image, boxes=[found_boxes[best]])[0].landmarks if found[-1] else gt_pred[-1])
     found = np.asarray(found)
-    gt_err = nme(np.stack(gt_pred), truth, protocol, boxes=boxes, normalizer=NORMALIZER)
-    det_err = nme(np.stack(det_pred), truth, protocol, boxes=boxes, normalizer=NORMALIZER)[found]
+    gt_err = nme(np.stack(gt_pred), truth, protocol, boxes=boxes, normalizer=normalizer)
+    det_err = nme(np.stack(det_pred), truth, protocol, boxes=boxes, normalizer=normalizer)[found]
     return {
-        "ground_truth_boxes": summarize(gt_err, protocol, normalizer=NORMALIZER, name=name),
+        "ground_truth_boxes": summarize(gt_err, protocol, normalizer=normalizer, name=name),
         "detector": {"detected": int(found.sum()), "missed": int((~found).sum()),
-                     **summarize(det_err, protocol, normalizer=NORMALIZER, name=f"{name}, Haar boxes")},
+                     **summarize(det_err, protocol, normalizer=normalizer, name=f"{name}, Haar boxes")},
         "errors": gt_err, "predictions": np.stack(gt_pred),
     }
 
@@ -207,11 +208,11 @@ def main() -> None:
     protocol = get_protocol(protocol_name)
     records = load_faces(val, protocol_name)
     det = load_pretrained(args.model, detector="haar")
-    acc = accuracy(det, records, protocol, f"{dataset}-val")
+    acc = accuracy(det, records, protocol, f"{dataset}-val", NORMALIZERS[args.model])
     train = load_faces(Path(args.splits) / f"{dataset}_train.csv", protocol_name)
     predictor, options = dlib_speed_model(train, args.dlib_faces, dlib_box_scale)
     result = {
-        "model": args.model, "held_out_faces": len(records), "flip": det.flip, "normalizer": NORMALIZER,
+        "model": args.model, "held_out_faces": len(records), "flip": det.flip, "normalizer": NORMALIZERS[args.model],
         "accuracy": {k: v for k, v in acc.items() if k not in ("errors", "predictions")},
         "speed_ms_per_face_batch1_1thread": speed(det, records, predictor, args.rounds, args.repeats),
         "dlib_forest": {"cascade_depth": options.cascade_depth, "trees": options.num_trees_per_cascade_level,

@@ -23,7 +23,7 @@ from .predictor import CheckpointError, LandmarkDetector
 __all__ = ["PRETRAINED", "pretrained_path", "load_pretrained", "bundle"]
 
 # the bundled models, each a folder of that name under sepbn/inference/weights (docs/model_card.md)
-PRETRAINED: tuple[str, ...] = ("300w68",)
+PRETRAINED: tuple[str, ...] = ("300w68", "5pt")
 DEFAULT_MODEL = "300w68"
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 LICENCE_300W = ("trained on 300-W (iBUG) faces: research use only, not for commercial use; "
