@@ -6,7 +6,7 @@
 
 Runs OpenCV's bundled frontal-face cascade on each image, keeps the detection that best overlaps the
 annotated box (IoU > 0.3), and fits ``BoxCalibration`` (sepbn.inference.detector). The first command is
-the 300-W landmark box ("landmarks"); the second MTFL's square box ("square") on the training faces of
+the 300-W landmark box ("landmarks"); the second MTFL's square box ("mtfl") on the training faces of
 the fixed real split (benchmarks/real_splits.py), never its held-out faces.
 """
 

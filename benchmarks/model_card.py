@@ -60,9 +60,10 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / (area(a) + area(b) - inter)
 
 
-# bundled model -> (dataset of benchmarks/real_splits.py, protocol, dlib's box scale as in its study, file prefix)
-CARDS = {"300w68": ("300w", "300w68", 1.25, "model_card"), "5pt": ("mtfl", "5pt", 1.0, "model_card_5pt")}
-NORMALIZERS = {"300w68": NORMALIZER, "5pt": "eye-centres"}  # the studies' normalizer of each protocol
+# bundled model -> (dataset of benchmarks/real_splits.py, protocol, the studies' normalizer, dlib's box scale
+# as in its study, file prefix)
+CARDS = {"300w68": ("300w", "300w68", NORMALIZER, 1.25, "model_card"),
+         "5pt": ("mtfl", "5pt", "eye-centres", 1.0, "model_card_5pt")}
 
 
 def training_box(points: np.ndarray, convention: str) -> list[float]:
@@ -74,7 +75,7 @@ def training_box(points: np.ndarray, convention: str) -> list[float]:
     return [*lo, *hi]  # 300-W: the tight box of the points
 
 
-def accuracy(det, records: list, protocol, name: str, normalizer: str = NORMALIZER) -> dict:
+def accuracy(det, records: list, protocol, name: str, normalizer: str) -> dict:
     """Scores through ground-truth boxes and through the detector; per-face errors kept for the figure."""
     truth = np.stack([r.landmarks for r in records])
     boxes = np.asarray([r.box for r in records], dtype=np.float64)
@@ -201,18 +202,18 @@ def main() -> None:
     ap.add_argument("--dlib-faces", type=int, default=200)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    dataset, protocol_name, dlib_box_scale, prefix = CARDS[args.model]
+    dataset, protocol_name, normalizer, dlib_box_scale, prefix = CARDS[args.model]
     val = Path(args.splits) / f"{dataset}_val.csv"
     if not val.is_file():
         write_split(dataset, Path(args.data), Path(args.splits))
     protocol = get_protocol(protocol_name)
     records = load_faces(val, protocol_name)
     det = load_pretrained(args.model, detector="haar")
-    acc = accuracy(det, records, protocol, f"{dataset}-val", NORMALIZERS[args.model])
+    acc = accuracy(det, records, protocol, f"{dataset}-val", normalizer)
     train = load_faces(Path(args.splits) / f"{dataset}_train.csv", protocol_name)
     predictor, options = dlib_speed_model(train, args.dlib_faces, dlib_box_scale)
     result = {
-        "model": args.model, "held_out_faces": len(records), "flip": det.flip, "normalizer": NORMALIZERS[args.model],
+        "model": args.model, "held_out_faces": len(records), "flip": det.flip, "normalizer": normalizer,
         "accuracy": {k: v for k, v in acc.items() if k not in ("errors", "predictions")},
         "speed_ms_per_face_batch1_1thread": speed(det, records, predictor, args.rounds, args.repeats),
         "dlib_forest": {"cascade_depth": options.cascade_depth, "trees": options.num_trees_per_cascade_level,

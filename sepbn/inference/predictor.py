@@ -204,7 +204,8 @@ class LandmarkDetector:
         self.model = (fuse_for_inference(model) if self.fused else model).to(self.device).eval()
         # the layout of a fused copy only: an unfused model is the caller's own module
         self.memory_format = torch.channels_last if channels_last and self.fused else torch.contiguous_format
-        self.model.to(memory_format=self.memory_format)
+        if self.memory_format == torch.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.crop = crop
         self.detector = detector
         self.calibration = calibration

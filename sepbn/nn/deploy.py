@@ -84,9 +84,9 @@ def _channels_last(x: Tensor) -> bool:
 
 
 def _eager_pool(x: Tensor, out: int) -> Tensor:
-    if _channels_last(x):  # ATen's channels-last kernel runs vectorised over channels: one fast call
-        return F.adaptive_max_pool2d(x, out)
-    if x.numel() <= SMALL_NUMEL:  # a small map: ATen's kernel in one call beats a few cheap ones
+    # channels-last: ATen's kernel runs vectorised over channels; a small NCHW map: one kernel call beats a
+    # few cheap ones
+    if _channels_last(x) or x.numel() <= SMALL_NUMEL:
         return F.adaptive_max_pool2d(x, out)
     return window_max(x, out)  # row bands read x once; the columns work on T rows
 

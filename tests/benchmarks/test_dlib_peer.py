@@ -98,5 +98,5 @@ def test_model_card_boxes_follow_each_bundled_models_convention(monkeypatch):
     np.testing.assert_allclose(card.training_box(points, "mtfl"), [0, 10, 40, 50])  # 2x the 20-pixel span
     # each card's dataset and protocol agree with the split script and the protocol table
     splits = load("real_splits", monkeypatch)
-    for name, (dataset, protocol, _, _) in card.CARDS.items():
+    for name, (dataset, protocol, _, _, _) in card.CARDS.items():
         assert splits.DATASETS[dataset][3] == protocol
