@@ -65,10 +65,15 @@ def load_pretrained(name: str = DEFAULT_MODEL, *, device: str | torch.device = "
 
 
 def bundle(weights: str | Path, name: str, *, box_convention: str, flip: bool, dest: str | Path | None = None,
-           licence: str = LICENCE_300W) -> Path:
+           licence: str | None = None) -> Path:
     """Copy a trained weights folder (``final/``) to ``dest`` (default: the package's bundled folder
-    ``name``), stating in its config.json how the model runs and the licence its training data imposes."""
+    ``name``), stating in its config.json how the model runs and the licence its training data imposes
+    (``licence``; default: the stated terms of model ``name``'s data, required for any other name)."""
     weights = Path(weights)
+    licence = licence or LICENCES.get(name)
+    if licence is None:
+        raise ValueError(f"licence is required for a model other than {sorted(LICENCES)}: "
+                         f"say what {name!r}'s training data allows")
     if box_convention not in set(BOX_CONVENTIONS.values()):
         known = sorted(set(BOX_CONVENTIONS.values()))
         raise ValueError(f"box_convention must be one of {known}, got {box_convention!r}")
@@ -90,11 +95,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--licence", default=None,
                     help="the terms its training data imposes (default: the stated terms of --name's data)")
     args = ap.parse_args(argv)
-    licence = args.licence or LICENCES.get(args.name)
-    if licence is None:
-        ap.error(f"--licence is required for a model other than {sorted(LICENCES)}")
-    print(bundle(args.weights, args.name, box_convention=args.box_convention, flip=args.flip, dest=args.dest,
-                 licence=licence))
+    try:
+        print(bundle(args.weights, args.name, box_convention=args.box_convention, flip=args.flip,
+                     dest=args.dest, licence=args.licence))
+    except ValueError as e:
+        ap.error(str(e))
 
 
 if __name__ == "__main__":

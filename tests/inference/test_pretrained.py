@@ -79,14 +79,27 @@ def test_bundle_states_how_the_model_runs(weights_folder, tmp_path):
     from sepbn.inference.predictor import LandmarkDetector
     from sepbn.inference.pretrained import bundle
 
-    dest = bundle(weights_folder, "tiny", box_convention="landmarks", flip=True, dest=tmp_path / "tiny")
+    dest = bundle(weights_folder, "tiny", box_convention="landmarks", flip=True, dest=tmp_path / "tiny",
+                  licence="research use only (test)")
     meta = json.loads((dest / "config.json").read_text())
     assert meta["inference"] == {"box_convention": "landmarks", "flip": True} and "research use only" in meta["licence"]
     det = LandmarkDetector.from_checkpoint(dest, protocol="5pt")
     assert det.flip and det.crop.box_convention == "landmarks"
     assert not LandmarkDetector.from_checkpoint(dest, protocol="5pt", flip=False).flip  # the caller decides
     with pytest.raises(ValueError, match="box_convention must be one of"):
-        bundle(weights_folder, "tiny", box_convention="chin", flip=False, dest=tmp_path / "x")
+        bundle(weights_folder, "tiny", box_convention="chin", flip=False, dest=tmp_path / "x", licence="x")
+
+
+def test_bundle_states_the_licence_of_the_named_models_data(weights_folder, tmp_path):
+    """A bundled model's licence follows its training data by name; any other name must state one."""
+    from sepbn.inference.pretrained import LICENCE_MTFL, LICENCE_300W, bundle
+
+    for name, licence in (("5pt", LICENCE_MTFL), ("300w68", LICENCE_300W)):
+        dest = bundle(weights_folder, name, box_convention="mtfl", flip=False, dest=tmp_path / name)
+        assert json.loads((dest / "config.json").read_text())["licence"] == licence
+    with pytest.raises(ValueError, match="licence is required .* 'tiny'"):
+        bundle(weights_folder, "tiny", box_convention="landmarks", flip=False, dest=tmp_path / "tiny")
+    assert not (tmp_path / "tiny").exists()
 
 
 @pytest.mark.skipif("5pt" not in PRETRAINED, reason="no 5-point model is bundled")
