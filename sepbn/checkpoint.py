@@ -36,8 +36,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
+from safetensors.torch import save as st_save
 
 from .io import atomic_folder, atomic_write, atomic_write_bytes, atomic_write_text
+from .models import create_model
 from .protocols import Protocol, get_protocol
 
 __all__ = [
@@ -137,8 +140,6 @@ def _meta(ckpt: dict) -> dict:
 
 def save_weights(folder: str | Path, state_dict: dict, meta: dict) -> Path:
     """Write ``model.safetensors`` and ``config.json`` (``meta`` must be JSON-able) into ``folder``."""
-    from safetensors.torch import save as st_save
-
     folder = Path(folder)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     data, text = st_save(tensors), json.dumps(meta, indent=2, default=_json_default)
@@ -163,12 +164,8 @@ def load_model(path: str | Path, map_location: Any = "cpu"):
     ``config.json``. ``meta`` holds ``model_args``, ``protocols``, ``config``, ``epoch``,
     ``step``, ``metrics`` and ``temperature``.
     """
-    from .models import create_model
-
     path = Path(path)
     if path.is_dir():
-        from safetensors.torch import load_file
-
         cfg_file, weights = path / "config.json", path / "model.safetensors"
         for f in (cfg_file, weights):
             if not f.is_file():

@@ -30,7 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from ..io import atomic_write_text
 from .records import FaceRecord, jpeg_truncated
@@ -67,8 +69,6 @@ class Problem:
 
 def probe_image(path: str) -> ImageInfo:
     """Read and fully decode ``path``: its (width, height), or the cause and message of the failure."""
-    import cv2
-
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except FileNotFoundError:
@@ -85,8 +85,6 @@ def probe_image(path: str) -> ImageInfo:
 
 def exif_orientation(path: str) -> int:
     """The image's EXIF orientation tag (1 when it has none or Pillow cannot parse its header)."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as im:
             value = im.getexif().get(EXIF_ORIENTATION, 1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 __all__ = ["FaceRecord", "read_image", "ImageReadError", "jpeg_truncated"]
@@ -21,8 +22,6 @@ class ImageReadError(OSError):
 def read_image(path: str | Path) -> np.ndarray:
     """Decode an image file into an RGB uint8 array (H, W, 3) in its stored pixel frame (an EXIF
     orientation tag is ignored, as the points are annotated in that frame); raise ImageReadError naming the file."""
-    import cv2
-
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: image file not found")

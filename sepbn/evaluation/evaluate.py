@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..data.multi import collate_landmarks
 from ..data.transforms import to_original
 from ..models.tta import flip_average
 from ..nn.bruteforce import BruteForceSepBN2d, best_per_sample, domains
@@ -63,8 +64,6 @@ class EvalResult:
 def _batches(data: Any, batch_size: int, workers: int):
     if isinstance(data, torch.utils.data.DataLoader):
         return data
-    from ..data.multi import collate_landmarks
-
     return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers,
                                        collate_fn=collate_landmarks)
 

@@ -2,7 +2,6 @@
 
 Two training runs with the same seed see the same data order and augmentation draws, so a variant
 is compared with the baseline *paired*, seed by seed:
-
     d_s = metric(variant, seed s) - metric(baseline, seed s),   s = 1..n
     mean d = 1/n sum_s d_s,   sd = sqrt(1/(n-1) sum_s (d_s - mean d)^2),   se = sd / sqrt(n)
     95 % CI = mean d -+ t_{0.975, n-1} * se,   t = mean d / se,   p = 2 P(T_{n-1} > |t|)
@@ -30,6 +29,7 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import numpy as np
+from scipy import stats
 
 __all__ = ["mean_sd", "PairedT", "paired_t", "Wilcoxon", "paired_wilcoxon", "t_power", "seeds_for_power"]
 
@@ -67,8 +67,6 @@ def _pairs(a: Sequence[float], b: Sequence[float]) -> np.ndarray:
 
 def paired_t(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> PairedT:
     """Student's paired t-test of ``a`` against ``b`` (the module doc gives the formulas)."""
-    from scipy import stats
-
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     d = _pairs(a, b)
@@ -105,8 +103,6 @@ def paired_wilcoxon(a: Sequence[float], b: Sequence[float]) -> Wilcoxon:
     scipy chooses the exact null distribution for small samples without ties and the normal
     approximation otherwise.
     """
-    from scipy import stats
-
     d = _pairs(a, b)
     median = float(np.median(d)) if d.size else math.nan
     nonzero = d[d != 0]
@@ -122,8 +118,6 @@ def t_power(n: int, effect: float, sd: float, alpha: float = 0.05) -> float:
     >>> round(t_power(10, 1.0, 1.0), 3)  # textbook value for d = 1, n = 10: 0.803
     0.803
     """
-    from scipy import stats
-
     if n < 2 or not sd > 0:
         return math.nan
     crit = float(stats.t.ppf(1 - alpha / 2, n - 1))

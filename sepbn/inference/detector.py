@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol as TypingProtocol
 
+import cv2
 import numpy as np
 
 from ..errors import UserError
@@ -176,8 +177,6 @@ class HaarDetector:
 
     def __init__(self, cascade: str | os.PathLike | None = None, *, scale_factor: float = 1.1,
                  min_neighbors: int = 5, min_size: int = 24) -> None:
-        import cv2
-
         if not hasattr(cv2, "CascadeClassifier"):
             raise DetectorUnavailable(
                 f"the Haar detector needs cv2.CascadeClassifier, which OpenCV {cv2.__version__} does "
@@ -206,7 +205,6 @@ class HaarDetector:
         self.min_size = int(min_size)
 
     def __call__(self, image: np.ndarray) -> Detections:
-        import cv2
 
         grey = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
         boxes, _, weights = self._cascade.detectMultiScale3(
@@ -228,8 +226,6 @@ class YuNetDetector:
 
     def __init__(self, model: str | os.PathLike, *, score_threshold: float = 0.6,
                  nms_threshold: float = 0.3, top_k: int = 5000) -> None:
-        import cv2
-
         model = Path(model)
         if not model.is_file():
             raise DetectorUnavailable(f"YuNet model file not found: {model} (pass the ONNX file with --yunet-model)")
@@ -240,7 +236,6 @@ class YuNetDetector:
             raise DetectorUnavailable(f"{model}: OpenCV cannot load it as a YuNet model: {e}") from None
 
     def __call__(self, image: np.ndarray) -> Detections:
-        import cv2
 
         h, w = image.shape[:2]
         self._net.setInputSize((w, h))

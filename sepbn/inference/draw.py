@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import cv2
 import numpy as np
 
 __all__ = ["draw_landmarks", "draw_faces"]
@@ -29,8 +30,6 @@ def draw_landmarks(image: np.ndarray, landmarks: np.ndarray, *, box: Sequence[fl
     ``radius`` defaults to 1/80 of the box side (at least 1 px), so points stay visible on large
     faces and do not cover small ones.
     """
-    import cv2
-
     out = np.array(image, dtype=np.uint8, copy=True) if copy else image
     pts = np.asarray(landmarks, dtype=np.float64).reshape(-1, 2)
     if radius is None:

@@ -33,8 +33,8 @@ from typing import Callable, Literal, Sequence
 import torch
 from torch import nn
 
-from sepbn.io import atomic_path, atomic_write_bytes
-from sepbn.nn import domains, fuse_for_inference
+from ..io import atomic_path, atomic_write_bytes
+from ..nn import domains, fuse_for_inference
 
 __all__ = [
     "SingleProtocolModule",

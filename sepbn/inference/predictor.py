@@ -31,19 +31,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from sepbn.checkpoint import CheckpointError, checkpoint_protocols
-from sepbn.protocols import PROTOCOLS, Protocol, get_protocol, spec_name
-from sepbn.data.records import read_image
-from sepbn.data.transforms import (
-    crop_matrix,
-    invert_affine,
-    normalize_image,
-    to_original,
-    warp_image,
-)
-from sepbn.models.tta import flip_average
-from sepbn.nn import BruteForceSepBN2d, RoutedAffine2d, domains, fuse_for_inference, sepbn_modules
-
+from ..checkpoint import CheckpointError, checkpoint_protocols, load_model
+from ..data.records import read_image
+from ..data.transforms import crop_matrix, invert_affine, normalize_image, to_original, warp_image
+from ..models.tta import flip_average
+from ..nn import BruteForceSepBN2d, RoutedAffine2d, domains, fuse_for_inference, sepbn_modules
+from ..protocols import PROTOCOLS, Protocol, get_protocol, spec_name
 from .detector import BOX_CONVENTIONS, DETECTOR_CALIBRATION, BoxCalibration, FaceDetector
 
 __all__ = [
@@ -117,8 +110,6 @@ def crop_spec_from_config(config: Mapping | None, protocol: str, input_size: int
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
     """``sepbn.checkpoint.load_model`` with errors that name the file."""
-    from sepbn.checkpoint import load_model
-
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} not found")

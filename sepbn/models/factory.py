@@ -43,8 +43,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from torch import nn
 
-from sepbn.nn import BruteForceSepBN2d, MixtureBatchNorm2d, SepBatchNorm2d, convert_to_sepbn
-
+from ..nn import BruteForceSepBN2d, MixtureBatchNorm2d, SepBatchNorm2d, convert_to_sepbn
 from ..protocols import PROTOCOLS, get_protocol
 from .heads import FlattenHead, IntegralHead, PooledHead
 from .landmark_net import LandmarkNet

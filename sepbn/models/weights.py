@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 __all__ = ["PretrainedWeightsError", "load_imagenet_weights", "hub_cache_path"]
@@ -30,8 +31,6 @@ def hub_cache_path(url: str) -> Path:
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         return load_file(str(path))
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):

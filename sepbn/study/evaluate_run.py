@@ -45,6 +45,7 @@ def _domain_labels(ds, res) -> list[str]:
 
 def evaluate_run(folder: str | Path) -> dict:
     """Evaluate the run in ``folder`` (which holds ``run.json``) and write its result files."""
+    # the model stack (torch) loads only in the eval process: the table imports this module for load_errors
     from ..config import load_config
     from ..evaluation.evaluate import evaluate
     from ..checkpoint import load_model

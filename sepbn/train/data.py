@@ -17,8 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import torch
+
 from ..assembly import build_datasets, dataset_name, dataset_names, read_dataset_records, resolve
 from ..config import Config, DataConfig
+from ..data.multi import MultiProtocolDataset, ProportionalSampler, collate_landmarks
+from ..data.preflight import check_records, probe_images
+from ..io import atomic_write_text
+from .preempt import ignore_stop_signals
 
 # dataset_name ... build_datasets live in sepbn.assembly (evaluation and studies use them too); re-exported
 __all__ = ["dataset_name", "dataset_names", "resolve", "read_dataset_records", "build_datasets", "train_loader",
@@ -30,11 +36,6 @@ def train_loader(
     rank: int = 0, world_size: int = 1, pin_memory: bool = False,
 ):
     """``(loader, sampler, mixed)``: batches of ``batch_size`` per rank, last partial batch dropped."""
-    import torch
-
-    from ..data.multi import MultiProtocolDataset, ProportionalSampler, collate_landmarks
-    from .preempt import ignore_stop_signals
-
     mixed = MultiProtocolDataset(datasets)
     sampler = ProportionalSampler(mixed.sizes, epoch_size, seed=seed, rank=rank, world_size=world_size)
     if len(sampler) < batch_size:
@@ -85,8 +86,6 @@ class Checked:
 def check_data(data: DataConfig, *, cache: str | Path | None = None, workers: int = 0, write_cache: bool = True,
                roles: Sequence[str] = ("train", "val"), tolerance: float = 0.5) -> Checked:
     """Read every configured dataset and check its images (:mod:`sepbn.data.preflight`) in one parallel pass."""
-    from ..data.preflight import check_records, probe_images
-
     read = []
     for role in roles:
         entries = data.train if role == "train" else data.val
@@ -118,8 +117,6 @@ def preflight(cfg: Config, out: Path, dist) -> Checked:
         raise error
     skipped = [(r, p) for r in checked.reports if r.skip_invalid for p in r.problems]
     if skipped and dist.is_main:
-        from ..io import atomic_write_text
-
         atomic_write_text(out / "skipped.txt", "".join(f"{r.role} {r.name}: {p}\n" for r, p in skipped))
         for r in checked.reports:
             if r.skip_invalid and r.problems:

@@ -38,10 +38,14 @@ from datetime import timedelta
 from typing import Mapping, Sequence
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from ..config import DistConfig, OptimConfig
 from ..errors import UserError, rank_tag
+from ..nn import BruteForceSepBN2d
+from ..nn.sync_bn import convert_sync_batchnorm
 
 __all__ = [
     "DistInfo",
@@ -100,9 +104,6 @@ class DistInfo:
         """
         if self.world_size == 1:
             return model
-        from torch.nn.parallel import DistributedDataParallel
-
-        from ..nn.sync_bn import convert_sync_batchnorm
 
         device = next(model.parameters()).device
         if self.sync_bn:  # torch's kernel on GPUs; nn.SyncBatchNorm refuses CPU tensors
@@ -110,7 +111,6 @@ class DistInfo:
             convert(model)
         find_unused = self.find_unused_parameters
         if find_unused is None:  # CNT heads, and brute-force BN branches routed by domain, may sit out a step
-            from ..nn import BruteForceSepBN2d
 
             find_unused = len(getattr(model, "heads", ())) > 1 or any(
                 isinstance(m, BruteForceSepBN2d) for m in model.modules())
@@ -129,7 +129,6 @@ class DistInfo:
         """
         if self.world_size == 1 or len(protocols) < 2:
             return {p: 1.0 for p in counts}
-        import torch.distributed as dist
 
         local = torch.tensor([float(counts.get(p, 0)) for p in protocols], device=device)
         total = local.clone()
@@ -143,7 +142,6 @@ class DistInfo:
         rank has the protocol). Several ranks: one all-reduce, so every rank must call it."""
         if self.world_size == 1:
             return {"loss": loss, **{f"loss/{p}": losses[p].item() if p in losses else "" for p in protocols}}
-        import torch.distributed as dist
 
         # rank r's weighted branch loss, averaged over ranks, is the branch mean over the global batch
         values = [loss] + [float(losses[p].detach() * weights[p]) if p in losses else 0.0 for p in protocols]
@@ -159,7 +157,6 @@ class DistInfo:
         """Wait for every rank; fail after ``timeout_s`` with a message naming ``what`` was awaited."""
         if self.world_size == 1:
             return
-        import torch.distributed as dist
 
         try:
             if self.backend == "gloo":  # names the ranks that did not arrive
@@ -219,7 +216,6 @@ def init_from_env(cfg: DistConfig, device: str = "auto", env: Mapping[str, str] 
     backend = cfg.backend if cfg.backend != "auto" else ("nccl" if cuda else "gloo")
     if backend == "nccl" and not cuda:
         raise ValueError(f"dist.backend='nccl' needs CUDA, but train.device={device!r}")
-    import torch.distributed as dist
 
     kwargs = {}
     if cuda:
@@ -241,8 +237,6 @@ def init_from_env(cfg: DistConfig, device: str = "auto", env: Mapping[str, str] 
 
 def shutdown(info: DistInfo) -> None:
     """Destroy the process group (if this process made one)."""
-    import torch.distributed as dist
-
     if info.world_size > 1 and dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 

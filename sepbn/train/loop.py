@@ -34,12 +34,16 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ..checkpoint import rng_state, save_checkpoint, save_weights, set_rng_state
 from ..config import Config, config_to_dict
 from ..data.records import ImageReadError
+from ..evaluation.evaluate import evaluate
 from ..io import WriteError, atomic_write_text
+from ..nn import domains, set_temperature
 from .distributed import DistInfo
+from .logger import RunLogger
 from .nonfinite import NonFiniteLossError, diagnose
 from .optim import set_lr
 from .preempt import Preempted, SaveClock, StopSignals, checkpoint_write_failed
@@ -70,7 +74,6 @@ def branch_losses(outputs: dict, targets: dict, loss_fn) -> dict[str, torch.Tens
 
 
 def _nme_of(model, datasets: dict, cfg: Config, device) -> dict[str, float]:
-    from ..evaluation.evaluate import evaluate
 
     return {
         name: evaluate(model, ds, batch_size=max(cfg.train.batch_size, 32), device=device).summary["nme"]
@@ -79,7 +82,6 @@ def _nme_of(model, datasets: dict, cfg: Config, device) -> dict[str, float]:
 
 
 def _progress(total: int, epoch: int, epochs: int, *, enabled: bool):
-    from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", disable=not enabled, leave=False, dynamic_ncols=True)
 
@@ -178,8 +180,6 @@ def _batches(loader):
 
 def _train_step(run: Run, batch: dict, step: int, tau: float) -> tuple[float, dict, dict]:
     """One optimiser step on ``batch``: ``(loss, branch losses, branch weights)``."""
-    from ..nn import domains
-
     lr = run.lr_of(step)
     set_lr(run.optimizer, lr)
     images = batch["image"].to(run.device, non_blocking=True)
@@ -214,8 +214,6 @@ def _epoch(run: Run, pos: _Position, epoch: int, stop: StopSignals, clock: SaveC
            result: TrainResult) -> str | None:
     """Train one epoch (from batch ``pos.skip``), validate and checkpoint it. Returns why the run must
     stop now ("max_steps", or the stop signal's name) or None."""
-    from ..nn import set_temperature
-
     cfg, tc, dist = run.cfg, run.cfg.train, run.dist
     tau = run.tau_of(epoch)
     set_temperature(run.model, tau)
@@ -312,8 +310,6 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool | str | Path = False
 
 def _train(cfg: Config, out: Path, resume: bool | str | Path, dist: DistInfo,
            allow_changed: Sequence[str]) -> TrainResult:
-    from .logger import RunLogger
-
     changes, path, ckpt = [], None, None
     if resume:  # checked before anything is written into the folder
         path, ckpt = resume_checkpoint(out, resume)

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ..config import OptimConfig
+from ..nn.convert import FAMILY as sep_types  # SepBN, brute-force and mixture layers
 
 __all__ = ["GROUPS", "BACKBONE_GROUPS", "param_groups", "build_optimizer", "set_lr"]
 
@@ -43,7 +44,6 @@ _PLAIN_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 def classify_parameters(model: nn.Module) -> dict[str, list[tuple[str, nn.Parameter]]]:
     """Map each group name to its (name, parameter) pairs; every trainable parameter exactly once."""
-    from ..nn.convert import FAMILY as sep_types  # SepBN, brute-force and mixture layers
     owner: dict[int, str] = {}
 
     def place(params: Iterable[tuple[str, nn.Parameter]], group: str) -> None:

@@ -20,6 +20,8 @@ from ..checkpoint import load_checkpoint
 from ..config import Config, format_config
 from ..protocols import Protocol
 from ..io import atomic_write_text
+from ..models import create_model
+from ..nn import BruteForceSepBN2d
 from .data import preflight, train_loader
 from .distributed import DistInfo, scaled_optim
 from .losses import l1_loss, wing_loss
@@ -35,8 +37,6 @@ def init_from_checkpoint(path: str | Path, protocols: list[str]) -> torch.nn.Mod
     The architecture is the checkpoint's (its ``model_args``), so stage 2 keeps stage 1's
     backbone and the kept branch exactly, adapter included; the other heads are dropped.
     """
-    from ..models import create_model
-
     ckpt = load_checkpoint(path)
     have = list(ckpt["model_args"]["protocols"])
     lacking = [p for p in protocols if p not in have]
@@ -94,9 +94,6 @@ def write_config(cfg: Config, out: Path, dist: DistInfo) -> None:
 
 def setup(cfg: Config, out: Path, dist: DistInfo) -> Run:
     """Pre-flight check, datasets, loader, network, optimiser, AMP and the LR / tau schedules."""
-    from ..models import create_model
-    from ..nn import BruteForceSepBN2d
-
     tc, sc = cfg.train, cfg.schedule
     device = resolve_device(tc.device)
     size = cfg.model.input_size

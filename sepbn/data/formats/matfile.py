@@ -1,5 +1,8 @@
 """MATLAB ``.mat`` files, v5 (scipy.io) and v7.3 (HDF5 via h5py), read into one form.
 
+h5py and scipy.io are imported inside the functions that use them: most formats never read a
+``.mat`` file, and importing the readers must not load either (a test pins this).
+
 COFW and AFLW-19 are distributed as ``.mat`` files; COFW colour as v7.3, the older grey
 COFW and ``AFLWinfo_release.mat`` as v5. Both load to the shapes MATLAB shows:
 
