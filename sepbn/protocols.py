@@ -32,6 +32,11 @@ from typing import Literal, Mapping, Sequence
 
 import numpy as np
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
 __all__ = [
     "Normalizer",
     "Protocol",
@@ -451,10 +456,6 @@ def load_protocol(path: str | Path) -> Protocol:
         raise ValueError(f"{path}: cannot read the protocol file ({e.strerror or e})") from None
     try:
         if path.suffix.lower() == ".toml":
-            try:
-                import tomllib
-            except ModuleNotFoundError:  # Python 3.10
-                import tomli as tomllib  # type: ignore[no-redef]
             data = tomllib.loads(text)
         else:
             data = json.loads(text)

@@ -42,6 +42,11 @@ from typing import Any, Mapping, Sequence
 from ..assembly import load_run_config
 from ..config import ConfigError
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
 __all__ = ["StudyError", "Stage", "Variant", "EvalSpec", "Study", "Job", "load_study", "study_jobs",
            "check_study", "study_to_dict"]
 
@@ -110,10 +115,6 @@ class Job:
 
 
 def _read_toml(path: Path) -> dict:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
     if not path.is_file():
         raise StudyError(f"study file not found: {path}")
     try:

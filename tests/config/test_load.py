@@ -1,12 +1,15 @@
-"""sepbn.config: file + overrides -> typed frozen dataclasses; unknown keys and bad types fail clearly."""
+"""sepbn.config.load: file (+ its base) + overrides -> typed frozen dataclasses; unknown keys and bad types fail
+clearly."""
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
 from sepbn.config import Config, ConfigError, config_from_dict, config_to_dict, format_config, load_config
 from sepbn.protocols import Protocol
+from sepbn.study.spec import check_study, load_study
 
 TOML = """
 name = "tiny"
@@ -36,13 +39,6 @@ def _write(tmp_path, text, name="c.toml"):
     p = tmp_path / name
     p.write_text(text)
     return p
-
-
-def test_defaults_are_the_paper_recipe():
-    c = Config()
-    assert (c.optim.name, c.optim.momentum, c.optim.weight_decay, c.train.batch_size) == ("sgd", 0.9, 5e-4, 8)
-    assert (c.optim.lr, c.schedule.min_lr, c.schedule.warmup_epochs, c.schedule.epochs) == (1e-3, 5e-6, 120, 500)
-    assert (c.schedule.tau_start, c.schedule.tau_end, c.schedule.tau_epochs, c.train.loss) == (30.0, 1.0, 30, "l1")
 
 
 def test_load_toml_with_overrides(tmp_path):
@@ -93,15 +89,11 @@ def test_string_fields_keep_numeric_looking_text(tmp_path):
 
 
 def test_every_shipped_config_loads():
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1] / "configs"
+    root = Path(__file__).resolve().parents[2] / "configs"
     files = sorted(root.rglob("*.toml"))
     assert len(files) >= 70  # paper rows (Tables II-XI) + demo
     for f in files:
-        if re.search(r"(?m)^base\s*=", f.read_text()):  # a study file (sepbn study): its variants resolve, each a config
-            from sepbn.study.spec import check_study, load_study
-
+        if re.search(r"(?m)^\[\[variant\]\]", f.read_text()):  # a study file: its variants resolve, each a config
             assert check_study(load_study(f)) == {}, f
             continue
         c = load_config(f)
@@ -126,3 +118,28 @@ def test_protocol_resolved_once_and_written_with_its_definition(tmp_path):
         load_config(_write(tmp_path, table.format(proto)))
     with pytest.raises(ConfigError, match=r"data.train.0.protocol=nope: expected Protocol|unknown protocol 'nope'"):
         load_config(_write(tmp_path, table.format("300w")), ["data.train.0.protocol=nope"])
+
+
+def test_a_base_file_lies_under_the_config(tmp_path):
+    (tmp_path / "shared").mkdir()
+    _write(tmp_path / "shared", TOML, "base.toml")
+    mid = _write(tmp_path, 'base = "shared/base.toml"\nname = "mid"\n[model]\nwidth = 0.5\n', "mid.toml")
+    top = _write(tmp_path, 'base = "mid.toml"\n[optim]\nname = "adamw"\n'
+                           '[[data.train]]\nfmt = "300w"\nsource = "other"\nprotocol = "300w68"\n', "top.toml")
+    c = load_config(top, ["train.seed=3"])
+    assert c.name == "mid" and c.model.width == 0.5 and c.model.norm == "sepbn"  # tables merge key by key
+    assert c.model.norm_kwargs == {"num_branches": 3} and c.optim.lr == 2e-3 and c.optim.name == "adamw"
+    assert [d.source for d in c.data.train] == ["other"]  # a list is replaced, not appended to
+    assert c.train.seed == 3
+    assert "base" not in format_config(c) and load_config(_write(tmp_path, format_config(c), "r.toml")) == c
+
+
+def test_a_base_loop_or_a_missing_base_is_an_error(tmp_path):
+    a = _write(tmp_path, 'base = "b.toml"\n', "a.toml")
+    _write(tmp_path, 'base = "a.toml"\n', "b.toml")
+    with pytest.raises(ConfigError, match=r"b.toml: base: the bases form a loop: .*a.toml -> .*b.toml -> .*a.toml"):
+        load_config(a)
+    with pytest.raises(ConfigError, match=r"nowhere.toml: config file not found"):
+        load_config(_write(tmp_path, 'base = "nowhere.toml"\n', "c.toml"))
+    with pytest.raises(ConfigError, match=r"d.toml: base: expected the path of a config file, got 3"):
+        load_config(_write(tmp_path, "base = 3\n", "d.toml"))
