@@ -259,7 +259,6 @@ class LandmarkDetector:
     @torch.inference_mode()
     def forward_crops(self, inputs: np.ndarray) -> np.ndarray:
         """Normalised predictions (N, L, 2) for network inputs (N, 3, S, S), ``batch_size`` at a time."""
-        name = self.protocol.name
         out = [np.zeros((0, self.protocol.num_points, 2), np.float32)]
         routed = domains(self.domain) if self.domain is not None else contextlib.nullcontext()
         with routed:

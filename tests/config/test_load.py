@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sepbn.config import Config, ConfigError, config_from_dict, config_to_dict, format_config, load_config
+from sepbn.config import ConfigError, config_from_dict, config_to_dict, format_config, load_config
 from sepbn.protocols import Protocol
 from sepbn.study.spec import check_study, load_study
 
@@ -123,7 +123,7 @@ def test_protocol_resolved_once_and_written_with_its_definition(tmp_path):
 def test_a_base_file_lies_under_the_config(tmp_path):
     (tmp_path / "shared").mkdir()
     _write(tmp_path / "shared", TOML, "base.toml")
-    mid = _write(tmp_path, 'base = "shared/base.toml"\nname = "mid"\n[model]\nwidth = 0.5\n', "mid.toml")
+    _write(tmp_path, 'base = "shared/base.toml"\nname = "mid"\n[model]\nwidth = 0.5\n', "mid.toml")
     top = _write(tmp_path, 'base = "mid.toml"\n[optim]\nname = "adamw"\n'
                            '[[data.train]]\nfmt = "300w"\nsource = "other"\nprotocol = "300w68"\n', "top.toml")
     c = load_config(top, ["train.seed=3"])

@@ -6,6 +6,9 @@ FaceRecords carrying ``attributes["domain"]`` / ``["domain_id"]``. ``synthesize(
 makes one face in memory; ``contact_sheet(...)`` a preview grid.
 """
 
+from .curves import PROTOCOL_POINTS
+from .face import face_points
+from .head import Expression, Pose, Shape, mirror_pose
 from .generate import (
     DEFAULT_DOMAINS,
     FORMATS,
@@ -17,7 +20,6 @@ from .generate import (
     sample_face,
     synthesize,
 )
-from .model import PROTOCOL_POINTS, Expression, Pose, Shape, face_points, mirror_pose
 from .preview import contact_sheet
 from .render import OCCLUDERS, Look, render
 

@@ -42,7 +42,9 @@ import numpy as np
 from ...io import atomic_open, atomic_write_bytes, atomic_write_text
 from ..protocols import WFLW_ATTRIBUTES, get_protocol
 from ..records import FaceRecord
-from .model import PROTOCOL_POINTS, Expression, Geometry, Pose, Shape, geometry
+from .curves import PROTOCOL_POINTS
+from .face import Geometry, geometry
+from .head import Expression, Pose, Shape
 from .render import OCCLUDERS, Look, occluded, render
 
 __all__ = [

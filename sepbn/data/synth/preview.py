@@ -1,6 +1,6 @@
 """SynthFaces contact sheet: a grid of generated faces with one protocol's landmarks drawn.
 
-Not from the paper (see model.py). Visible points are green, hidden ones (self-occluded or
+Not from the paper (see head.py). Visible points are green, hidden ones (self-occluded or
 under an occluder) red; each tile is captioned with its domain and yaw.
 """
 

@@ -1,6 +1,6 @@
-"""SynthFaces appearance: rasterise a face of :mod:`sepbn.data.synth.model` with OpenCV.
+"""SynthFaces appearance: rasterise a face of :mod:`sepbn.data.synth.face` with OpenCV.
 
-Not from the paper (see model.py). Drawing order, back to front: cluttered background, long
+Not from the paper (see head.py). Drawing order, back to front: cluttered background, long
 hair and torso, neck, the head mesh (back-face culled quads of the ellipsoid, Lambertian
 ``ambient + diffuse max(0, n . l)`` shading computed per quad at a quarter resolution and
 upsampled, hair quads above the hairline), ears, features (brows, make-up, eyes with clipped
@@ -21,19 +21,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .model import (
-    SLICES,
-    Expression,
-    Geometry,
-    Pose,
-    Shape,
-    cross,
-    geometry,
-    lift,
-    project,
-    rotation,
-    surface,
-)
+from .face import SLICES, Geometry, geometry
+from .head import Expression, Pose, Shape, cross, lift, project, rotation, surface
 
 __all__ = ["Look", "OCCLUDERS", "render", "occluded"]
 
@@ -318,7 +307,7 @@ class _Shading:
 
 def _features(img, shading: "_Shading", g: Geometry, expr: Expression, look: Look) -> None:
     H, W = img.shape[:2]
-    S, uv, facing, p3, pose = SLICES, g.uv, g.facing, g.p3, g.pose
+    S, uv, facing, pose = SLICES, g.uv, g.facing, g.pose
     px = pose.scale  # pixels per head unit: line widths scale with the face
     dark = (35.0, 25.0, 25.0)
 
@@ -482,7 +471,7 @@ def render(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Render one face: RGB uint8 image (H, W, 3) and the occluder mask (H, W) uint8 or None.
 
-    ``geom`` is the face's :func:`~sepbn.data.synth.model.geometry` if already computed.
+    ``geom`` is the face's :func:`~sepbn.data.synth.face.geometry` if already computed.
 
     >>> img, occ = render(Shape(), Expression(), Pose(scale=20.0), Look(), (64, 64))
     >>> img.shape, img.dtype.name, occ is None

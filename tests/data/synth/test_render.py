@@ -7,7 +7,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from sepbn.data.synth.model import Expression, Pose, Shape, geometry
+from sepbn.data.synth.face import geometry
+from sepbn.data.synth.head import Expression, Pose, Shape
 from sepbn.data.synth.render import OCCLUDERS, Look, occluded, render
 
 SIZE = (96, 96)

@@ -1,4 +1,4 @@
-"""SynthFaces geometry: every protocol's points, mirror consistency, semantics, visibility."""
+"""SynthFaces' one face: every protocol's points, mirror consistency, semantics, visibility."""
 
 from __future__ import annotations
 
@@ -9,25 +9,11 @@ import pytest
 
 from sepbn.data.protocols import PROTOCOLS, get_protocol
 from sepbn.data.synth.generate import sample_face
-from sepbn.data.synth.model import (
-    PROTOCOL_POINTS,
-    SLICES,
-    Expression,
-    Pose,
-    Shape,
-    face_points,
-    geometry,
-    mirror_pose,
-)
+from sepbn.data.synth.face import SLICES, face_points, geometry
+from sepbn.data.synth.head import Expression, Pose, Shape, mirror_pose
 
 SIZE = (96, 96)
 FRONTAL = Pose(yaw=0.0, pitch=0.0, roll=0.0, scale=30.0)
-
-
-def test_every_protocol_is_defined_with_its_point_count():
-    assert set(PROTOCOL_POINTS) == set(PROTOCOLS)
-    for name, pts in PROTOCOL_POINTS.items():
-        assert len(pts) == PROTOCOLS[name].num_points
 
 
 @pytest.mark.parametrize("name", sorted(PROTOCOLS))
