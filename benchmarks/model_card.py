@@ -40,7 +40,7 @@ import torch
 
 from dlib_peer import face_box, load_faces, to_dlib
 from real_splits import write_split
-from sepbn.data.synth.generate import synthesize
+from sepbn.data.synth.sample import synthesize
 from sepbn.evaluation.evaluate import summarize
 from sepbn.evaluation.metrics import nme
 from sepbn.inference.draw import draw_faces

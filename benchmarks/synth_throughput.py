@@ -24,7 +24,8 @@ import cv2
 import numpy as np
 
 from sepbn.data.synth import FORMATS, synthesize
-from sepbn.data.synth.generate import DEFAULT_DOMAINS, _render_and_save
+from sepbn.data.synth.generate import _render_and_save
+from sepbn.data.synth.sample import DEFAULT_DOMAINS
 
 
 def _rate(fn, num: int, repeats: int) -> tuple[float, float, float]:

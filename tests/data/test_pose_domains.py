@@ -7,7 +7,7 @@ import pytest
 from sepbn.data import LandmarkDataset, get_protocol
 from sepbn.data.pose_domains import assign_pose_domains, cluster_scores, yaw_scores
 from sepbn.data.records import FaceRecord
-from sepbn.data.synth.generate import DEFAULT_DOMAINS, sample_face
+from sepbn.data.synth.sample import DEFAULT_DOMAINS, sample_face
 
 PROTOCOLS = ("wflw98", "300w68", "cofw29", "aflw19", "5pt")
 

@@ -9,19 +9,10 @@ makes one face in memory; ``contact_sheet(...)`` a preview grid.
 from .curves import PROTOCOL_POINTS
 from .face import face_points
 from .head import Expression, Pose, Shape, mirror_pose
-from .generate import (
-    DEFAULT_DOMAINS,
-    FORMATS,
-    Domain,
-    SynthFace,
-    generate,
-    load_synth,
-    parse_domains,
-    sample_face,
-    synthesize,
-)
+from .generate import FORMATS, generate, load_synth
 from .preview import contact_sheet
 from .render import OCCLUDERS, Look, render
+from .sample import DEFAULT_DOMAINS, Domain, SynthFace, parse_domains, sample_face, synthesize
 
 __all__ = [
     "DEFAULT_DOMAINS", "FORMATS", "Domain", "SynthFace", "generate", "load_synth", "parse_domains", "sample_face",

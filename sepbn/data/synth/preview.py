@@ -11,7 +11,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .generate import DEFAULT_DOMAINS, Domain, synthesize
+from .sample import DEFAULT_DOMAINS, Domain, synthesize
 
 __all__ = ["contact_sheet"]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sepbn.data.protocols import PROTOCOLS, get_protocol
-from sepbn.data.synth.generate import sample_face
+from sepbn.data.synth.sample import sample_face
 from sepbn.data.synth.face import SLICES, face_points, geometry
 from sepbn.data.synth.head import Expression, Pose, Shape, mirror_pose
 
