@@ -1,8 +1,9 @@
 """The ``sepbn`` console script: one sub-command per module under ``sepbn.commands``.
 
-Each command module defines ``configure(parser)`` and ``run(args) -> int``; the table below is
-the only place a command name meets its module (imported lazily, so ``sepbn synth`` never pays
-for torch start-up it does not need).
+Each command module defines ``configure(parser)`` and ``run(args) -> int`` and imports what it
+needs at its top; the table below is the only place a command name meets its module. Only the
+command being run is imported (``sepbn --help`` imports none), so ``sepbn synth`` never pays for
+torch start-up it does not need.
 
 Errors: :func:`main` is the one place that catches them. An expected error (:data:`sepbn.errors.EXPECTED`:
 bad input, bad config, missing file, unreadable checkpoint, no face found) prints one line
@@ -32,7 +33,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def chosen_command(argv: list[str]) -> str | None:
+    """The sub-command ``argv`` names: its first word that is not an option (``--debug``, the only
+    option before the command, takes no value)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of ``sepbn``, with the options of ``command`` (None: the list of commands only)."""
     parser = argparse.ArgumentParser(prog="sepbn", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show the traceback of expected errors too")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -41,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         # also after the command name; SUPPRESS keeps a flag given before it
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         p.set_defaults(_module=module)
+        if name != command:
+            continue
         try:
             importlib.import_module(module).configure(p)
         except ModuleNotFoundError as e:
@@ -51,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(chosen_command(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()

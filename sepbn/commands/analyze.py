@@ -18,8 +18,18 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from ..assembly import build_datasets, checkpoint_entries, resolve_device
+from ..checkpoint import checkpoint_protocols, load_checkpoint, load_model
+from ..config import DataConfig
+from ..data.multi import collate_landmarks
+from ..data.pose_domains import assign_pose_domains
+from ..evaluation import analysis as A, analysis_plots as P
+from ..evaluation.analysis import capture, tsne
+from ..evaluation.analysis_plots import plot_tsne
 from ..io import atomic_write_text
+from ..protocols import WFLW_ATTRIBUTES
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -43,9 +53,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _entries(args, meta) -> list:
-    from ..assembly import checkpoint_entries
-    from ..checkpoint import checkpoint_protocols
-
     return checkpoint_entries(args.data, args.protocol, checkpoint_protocols(meta), meta.get("config"),
                               split=args.split, images=args.images, box_scale=args.box_scale)
 
@@ -61,8 +68,6 @@ def _subsets(sizes: list[int], max_faces: int, seed: int) -> list[np.ndarray]:
 
 def _labels(records: list, protocol, method: str) -> dict[str, list[str]]:
     """Per-face sub-domain labels: pose domain, and each WFLW attribute the records carry."""
-    from ..data.pose_domains import assign_pose_domains
-    from ..protocols import WFLW_ATTRIBUTES
 
     if not all("domain" in r.attributes for r in records):
         records = assign_pose_domains(records, protocol, method=method)
@@ -74,11 +79,6 @@ def _labels(records: list, protocol, method: str) -> dict[str, list[str]]:
 
 
 def _collect(model, datasets: dict, subsets: list, args, device):
-    import torch
-
-    from ..data.multi import collate_landmarks
-    from ..evaluation.analysis import capture
-
     heads = set(model.output_protocols)
     groupings: dict[str, list[str]] = {"dataset": []}
 
@@ -102,8 +102,6 @@ def _collect(model, datasets: dict, subsets: list, args, device):
 
 
 def _optimizer_state(path: Path):
-    from ..checkpoint import load_checkpoint
-
     return load_checkpoint(path).get("optimizer") if path.is_file() else None
 
 
@@ -119,12 +117,6 @@ def _report(layers: dict, similarity: dict, setup: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_model
-    from ..config import DataConfig
-    from ..evaluation import analysis as A
-    from ..evaluation import analysis_plots as P
-    from ..assembly import build_datasets, resolve_device
-
     model, meta = load_model(args.checkpoint)  # an unusable checkpoint exits 2, as from eval, predict, export
     try:
         entries = _entries(args, meta)
@@ -177,9 +169,6 @@ def _finite(value):
 
 
 def _tsne(features: np.ndarray, groupings: dict, out: Path, seed: int) -> dict:
-    from ..evaluation.analysis import tsne
-    from ..evaluation.analysis_plots import plot_tsne
-
     coords = tsne(features, seed=seed)
     colour = "dataset" if "dataset" in groupings else "pose"
     plot = plot_tsne(coords, groupings[colour], out / "tsne.png",

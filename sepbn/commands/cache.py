@@ -14,6 +14,9 @@ import argparse
 import sys
 import time
 
+from ..data.cache import FaceCache, ensure_cache
+from ..data.formats import read_records
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fmt", required=True, help="annotation format (wflw, 300w, 300w-csv, cofw, aflw, wider5, mtfl, csv, coco)")
@@ -29,9 +32,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sepbn.data.cache import FaceCache, ensure_cache
-    from sepbn.data.formats import read_records
-
     records = read_records(args.fmt, args.source, images=args.images, split=args.split,
                            skip_invalid=args.skip_invalid)
     for source, reason in getattr(records, "skipped", []):

@@ -15,6 +15,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..assembly import load_training_config
+from ..checkpoint import load_checkpoint
+from ..config import ConfigError
+from ..train.data import check_data
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="experiment config (.toml or .json)")
@@ -26,13 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..assembly import load_training_config
-    from ..config import ConfigError
-    from ..train.data import check_data
-
     cfg = load_training_config(args.config, args.overrides, args.data_root)
     if cfg.train.init_from:
-        from ..checkpoint import load_checkpoint
 
         load_checkpoint(cfg.train.init_from)
     out = Path(args.out) if args.out else Path("runs") / cfg.name

@@ -27,7 +27,20 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
+import numpy as np
+
+from ..assembly import build_datasets
+from ..checkpoint import load_model
+from ..config import load_config
+from ..data.synth import generate
+from ..evaluation.evaluate import evaluate
 from ..io import atomic_write_bytes, atomic_write_text
+from ..study.report import verdict, write_table
+from ..study.runner import run_jobs
+from ..study.spec import load_study, study_jobs, study_to_dict
+from ..study.table import plot_mean_ced
+
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "demo"
 NAMES = ("BN", "SepBN", "CNT+SepBN")
@@ -52,8 +65,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _overlay(result, dataset, path: Path, count: int = 6) -> Path:
     """Ground truth (green) and prediction (red) on test faces, worst domain first, side by side."""
-    import cv2
-    import numpy as np
 
     order = np.argsort(-result.errors)
     picks = list(order[: count // 2]) + list(np.argsort(result.errors)[: count - count // 2])
@@ -107,7 +118,6 @@ def _table(table: dict, dataset: str) -> str:
 
 def _demo_study(args: argparse.Namespace, path: Path, synth: Path):
     """configs/demo/study.toml with the demo's data root, seeds, epochs, overrides and normaliser."""
-    from ..study.spec import load_study
 
     study = load_study(path, [f"data.root={synth}", *args.overrides])
 
@@ -129,8 +139,6 @@ def _demo_study(args: argparse.Namespace, path: Path, synth: Path):
 
 def _run_study(study, out: Path, args: argparse.Namespace) -> list[str]:
     """Run the demo study into ``out``; the ids of the runs that failed."""
-    from ..study.runner import run_jobs
-    from ..study.spec import study_jobs, study_to_dict
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "study.json", json.dumps(study_to_dict(study), indent=2))
@@ -152,14 +160,6 @@ def _run_study(study, out: Path, args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_model
-    from ..config import load_config
-    from ..data.synth import generate
-    from ..evaluation.evaluate import evaluate
-    from ..assembly import build_datasets
-    from ..study.report import verdict, write_table
-    from ..study.table import plot_mean_ced
-
     out = Path(args.out)
     configs = Path(args.configs)
     if not (configs / "study.toml").is_file():
@@ -191,7 +191,6 @@ def run(args: argparse.Namespace) -> int:
     verdicts = {v: verdict(row.get("vs_baseline"), base, v) for v, row in entry["variants"].items() if v != base}
 
     overlay = None
-    from ..study.spec import study_jobs
 
     first = study.variants[-1].name, study.seeds[0]
     job = next(j for j in study_jobs(study, folder) if (j.variant, j.seed) == first)

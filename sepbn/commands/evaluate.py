@@ -13,8 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..assembly import build_datasets, checkpoint_entries, dataset_names, load_run_config, resolve_device
+from ..checkpoint import checkpoint_protocols, load_model
 from ..config import DataConfig
 from ..errors import UsageError
+from ..evaluation.evaluate import evaluate
 from ..io import atomic_write_text
 
 
@@ -40,9 +43,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _entries(args, meta):
-    from ..assembly import checkpoint_entries, load_run_config
-    from ..checkpoint import checkpoint_protocols
-
     if args.config:
         cfg = load_run_config(args.config)
         return cfg.data, list(cfg.data.val)
@@ -77,9 +77,6 @@ def _row(name: str, s: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     # torch and the data stack load when the command runs, not when the CLI builds its parser
-    from ..assembly import build_datasets, dataset_names, resolve_device
-    from ..checkpoint import load_model
-    from ..evaluation.evaluate import evaluate
 
     if not args.data and not args.config:
         raise UsageError("give --data FMT:SOURCE, or --config with [[data.val]]")

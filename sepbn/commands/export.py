@@ -14,6 +14,9 @@ import argparse
 import json
 from pathlib import Path
 
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ..inference.export import export_model
+from ..inference.predictor import LandmarkDetector
 from ..io import atomic_write_text
 
 
@@ -31,7 +34,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def deployment_info(detector, fmt: str) -> dict:
     """What a consumer of the exported file needs besides the graph."""
-    from sepbn.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
     crop = detector.crop
     return {
@@ -51,9 +53,6 @@ def deployment_info(detector, fmt: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sepbn.inference.export import export_model
-    from sepbn.inference.predictor import LandmarkDetector
-
     detector = LandmarkDetector.from_checkpoint(args.checkpoint, args.protocol, domain=args.domain, fuse=False)
     out = Path(args.out)
     print(f"exporting {detector.protocol.name} ({detector.protocol.num_points} points, "

@@ -21,9 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+import cv2
 import numpy as np
+from tqdm import tqdm
 
+from ..data.records import read_image
+from ..errors import UsageError
+from ..inference.detector import BoxCalibration, create_detector
+from ..inference.draw import draw_faces
+from ..inference.predictor import LandmarkDetector
+from ..inference.pretrained import DEFAULT_MODEL, pretrained_path
 from ..io import atomic_open, atomic_write_bytes, publish, temp_path
+
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
@@ -122,8 +131,6 @@ def _lookup(boxes: dict[str, np.ndarray], path: Path) -> np.ndarray | None:
 
 
 def _detector(args: argparse.Namespace):
-    from sepbn.inference.detector import BoxCalibration, create_detector
-
     name = args.detector or (None if args.boxes else "haar")
     model = args.yunet_model if name == "yunet" else args.haar_cascade
     detector = create_detector(name, model=model) if name else None
@@ -171,9 +178,6 @@ class Runner:
         return out.with_suffix(suffix) if suffix else out
 
     def images(self, batch: list[tuple[Path, Path | None]]) -> None:
-        from sepbn.data.records import read_image
-        from sepbn.inference.draw import draw_faces
-
         loaded, boxes, scores = [], [], []
         for path, root in batch:
             try:
@@ -211,8 +215,6 @@ class Runner:
             return out
 
     def write_image(self, dest: Path, rgb: np.ndarray) -> None:
-        import cv2
-
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         ok, data = cv2.imencode(dest.suffix or ".png", bgr)
         if not ok:  # a suffix OpenCV cannot encode: write a PNG beside it
@@ -220,11 +222,6 @@ class Runner:
         atomic_write_bytes(dest, data.tobytes())
 
     def video(self, path: Path, root: Path | None, progress: bool) -> None:
-        import cv2
-        from tqdm import tqdm
-
-        from sepbn.inference.draw import draw_faces
-
         cap = cv2.VideoCapture(str(path))
         if not cap.isOpened():
             self.summary.errors.append((str(path), "cannot open video"))
@@ -292,8 +289,6 @@ class _VideoOutput:
     or a failing video never leaves a half-written file under the output name."""
 
     def __init__(self, dest: Path, fps: float, width: int, height: int) -> None:
-        import cv2
-
         for suffix, codec in ((dest.suffix, "mp4v"), (".avi", "MJPG")):  # MJPG AVI: builds without MPEG-4
             self.dest = dest.with_suffix(suffix)
             self.tmp = temp_path(self.dest)
@@ -313,12 +308,6 @@ class _VideoOutput:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from sepbn.errors import UsageError
-    from sepbn.inference.predictor import LandmarkDetector
-    from sepbn.inference.pretrained import DEFAULT_MODEL, pretrained_path
-
     if args.batch_size < 1 or args.frame_step < 1:
         raise UsageError("--batch-size and --frame-step must be >= 1")
     boxes = read_boxes_file(args.boxes) if args.boxes else None

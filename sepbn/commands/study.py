@@ -17,7 +17,12 @@ import os
 import sys
 from pathlib import Path
 
+from ..config import ConfigError
 from ..io import atomic_write_text
+from ..study.evaluate_run import evaluate_run
+from ..study.report import write_table
+from ..study.runner import run_jobs
+from ..study.spec import StudyError, check_study, load_study, study_jobs, study_to_dict
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -61,10 +66,6 @@ def _parse_parameters(items: list[str]) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..study.report import write_table
-    from ..study.runner import run_jobs
-    from ..study.spec import check_study, load_study, study_jobs, study_to_dict
-
     study = load_study(args.study, args.overrides)
     out = Path(args.out) if args.out else Path("runs") / "study" / study.name
     devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else []
@@ -122,20 +123,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import ConfigError
-    from ..study.spec import StudyError
-
     prog = f"sepbn study {args.study_command}"
     try:
         if args.study_command == "run":
             return _run(args)
         if args.study_command == "table":
-            from ..study.report import write_table
 
             print(write_table(Path(args.folder), args.baseline))
             return 0
         if args.study_command == "check":
-            from ..study.spec import check_study, load_study
 
             study = load_study(args.study)
             broken = check_study(study)
@@ -143,7 +139,6 @@ def run(args: argparse.Namespace) -> int:
                 state = f"ERROR {broken[v.name]}" if v.name in broken else "ok"
                 print(f"{v.name}: {len(v.stages)} stage(s), {len(study.seeds)} seeds: {state}")
             return 1 if broken else 0
-        from ..study.evaluate_run import evaluate_run
 
         result = evaluate_run(args.folder)
         for s in result["results"]:

@@ -10,6 +10,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from PIL import Image
+
+from ..data.protocols import get_protocol
+from ..data.synth import DEFAULT_DOMAINS, FORMATS, contact_sheet, generate, parse_domains
+from ..errors import UsageError
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder")
@@ -28,8 +34,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _protocols(values: list[str] | None) -> list[str]:
-    from sepbn.data.synth import FORMATS
-
     if not values:
         return list(FORMATS)
     return [p.strip() for v in values for p in v.split(",") if p.strip()]
@@ -38,7 +42,6 @@ def _protocols(values: list[str] | None) -> list[str]:
 def _save_small_png(rgb, path: Path) -> None:
     """A 256-colour dithered palette PNG (about 260 KB for the default sheet instead of 1 MB):
     noisy photos compress badly, and the sheet is meant for READMEs."""
-    from PIL import Image
 
     img = Image.fromarray(rgb)
     palette = img.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
@@ -46,10 +49,6 @@ def _save_small_png(rgb, path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sepbn.data.protocols import get_protocol
-    from sepbn.data.synth import DEFAULT_DOMAINS, contact_sheet, generate, parse_domains
-    from sepbn.errors import UsageError
-
     if args.num < 0:
         raise UsageError(f"--num must be >= 0, got {args.num}")
     if args.size < 32:

@@ -19,6 +19,13 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
+
+from ..assembly import load_training_config
+from ..errors import EXPECTED
+from ..train.distributed import DistributedError, collective_failure, init_from_env, scaled_optim, shutdown
+from ..train.loop import train
+from ..train.preempt import Preempted
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -47,14 +54,6 @@ def resume_command(args: argparse.Namespace, out) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from ..assembly import load_training_config
-    from ..errors import EXPECTED
-    from ..train.distributed import DistributedError, collective_failure, init_from_env, scaled_optim, shutdown
-    from ..train.loop import train
-    from ..train.preempt import Preempted
-
     cfg = load_training_config(args.config, args.overrides, args.data_root)
     out = Path(args.out) if args.out else Path("runs") / cfg.name
     # under torchrun (WORLD_SIZE > 1): join the process group; otherwise one process, no torch.distributed

@@ -106,7 +106,6 @@ def test_bad_arguments(tmp_path):
 
 
 def test_cache_command(tmp_path, monkeypatch, capsys):
-    import sepbn.data.formats as formats
     from sepbn.commands import cache as command
 
     recs = _records(tmp_path, n=2)
@@ -116,7 +115,7 @@ def test_cache_command(tmp_path, monkeypatch, capsys):
         seen.update(fmt=fmt, source=source, **kwargs)
         return recs
 
-    monkeypatch.setattr(formats, "read_records", fake_read_records, raising=False)
+    monkeypatch.setattr(command, "read_records", fake_read_records)  # the name the command calls
     parser = argparse.ArgumentParser()
     command.configure(parser)
     args = parser.parse_args(["--fmt", "mtfl", "--source", "x.txt", "--split", "train", "--out", str(tmp_path / "c"),

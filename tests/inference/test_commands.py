@@ -85,7 +85,7 @@ def test_predict_video(checkpoint, tmp_path):
 
 
 def test_interrupted_video_leaves_no_half_written_output(checkpoint, tmp_path, monkeypatch):
-    import sepbn.inference.draw as draw
+    import sepbn.commands.predict as predict
 
     video = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (64, 48))
@@ -93,7 +93,7 @@ def test_interrupted_video_leaves_no_half_written_output(checkpoint, tmp_path, m
         writer.write(np.full((48, 64, 3), 40 * k, np.uint8))
     writer.release()
     calls = []
-    real = draw.draw_faces
+    real = predict.draw_faces
 
     def draw_then_stop(*args, **kwargs):
         calls.append(1)
@@ -101,7 +101,7 @@ def test_interrupted_video_leaves_no_half_written_output(checkpoint, tmp_path, m
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(draw, "draw_faces", draw_then_stop)
+    monkeypatch.setattr(predict, "draw_faces", draw_then_stop)  # the name the command calls
     out = tmp_path / "out"
     assert main(["predict", "--checkpoint", str(checkpoint), "--protocol", "5pt", "--detector", "full",
                  "--out", str(out), "--batch-size", "4", "--no-progress", str(video)]) == 130  # sepbn.cli
