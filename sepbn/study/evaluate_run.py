@@ -11,7 +11,7 @@ named ``<set>+flip``, when the study's ``eval.flip`` is true) (``sepbn.evaluatio
 and AUC at every threshold, per sub-domain NME). ``errors.npz``: per set ``<name>:errors``
 (per-face NME), ``<name>:face_ids`` (index of the face in the set) and ``<name>:domains``
 (sub-domain id, -1 unknown), ``<name>:domain_labels`` (its name) and, on WFLW, ``<name>:subset=<attribute>``
-(the face's flag), the input of the per-face paired test.
+(the face's flag), the input of the per-face paired test (read by ``sepbn.study.table.load_errors``).
 """
 
 from __future__ import annotations
@@ -22,9 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..assembly import build_datasets, resolve_device
+from ..checkpoint import load_model
+from ..config import load_config
+from ..evaluation.evaluate import evaluate
 from ..io import atomic_write, atomic_write_text
 
-__all__ = ["evaluate_run", "load_errors"]
+__all__ = ["evaluate_run"]
 
 
 def _train_seconds(folder: Path) -> dict:
@@ -45,12 +49,6 @@ def _domain_labels(ds, res) -> list[str]:
 
 def evaluate_run(folder: str | Path) -> dict:
     """Evaluate the run in ``folder`` (which holds ``run.json``) and write its result files."""
-    # the model stack (torch) loads only in the eval process: the table imports this module for load_errors
-    from ..config import load_config
-    from ..evaluation.evaluate import evaluate
-    from ..checkpoint import load_model
-    from ..assembly import build_datasets, resolve_device
-
     folder = Path(folder)
     spec_path = folder / "run.json"
     if not spec_path.is_file():
@@ -101,12 +99,3 @@ def evaluate_run(folder: str | Path) -> dict:
     atomic_write_text(folder / "result.json", json.dumps(result, indent=2))  # written last: the run is done
     return result
 
-
-def load_errors(folder: str | Path) -> dict[str, dict[str, np.ndarray]]:
-    """``{set name: {"errors", "face_ids", "domains", "domain_labels"}}`` of a run's ``errors.npz``."""
-    out: dict[str, dict[str, np.ndarray]] = {}
-    with np.load(Path(folder) / "errors.npz") as z:
-        for key in z.files:
-            name, _, part = key.rpartition(":")
-            out.setdefault(name, {})[part] = z[key]
-    return out

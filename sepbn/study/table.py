@@ -21,10 +21,19 @@ import numpy as np
 
 from ..evaluation.metrics import plot_ced
 from ..evaluation.stats import mean_sd, paired_t, paired_wilcoxon, seeds_for_power
-from .evaluate_run import load_errors
 from .spec import DEFAULT_EFFECT
 
-__all__ = ["collect_runs", "build_table", "metric_keys", "plot_mean_ced"]
+__all__ = ["collect_runs", "build_table", "load_errors", "metric_keys", "plot_mean_ced"]
+
+
+def load_errors(folder: str | Path) -> dict[str, dict[str, np.ndarray]]:
+    """``{set name: {"errors", "face_ids", "domains", "domain_labels"}}`` of a run's ``errors.npz``."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    with np.load(Path(folder) / "errors.npz") as z:
+        for key in z.files:
+            name, _, part = key.rpartition(":")
+            out.setdefault(name, {})[part] = z[key]
+    return out
 
 
 def metric_keys(thresholds) -> list[str]:

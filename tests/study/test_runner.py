@@ -14,7 +14,7 @@ import numpy as np
 
 from sepbn.checkpoint import load_checkpoint
 from sepbn.cli import main
-from sepbn.study.evaluate_run import load_errors
+from sepbn.study.table import load_errors
 from tinycfg import tiny_config
 
 

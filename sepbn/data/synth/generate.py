@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing as mp
 import os
 import shutil
 from dataclasses import asdict
@@ -33,6 +34,7 @@ import cv2
 import numpy as np
 
 from ...io import atomic_open, atomic_write_bytes, atomic_write_text
+from ..formats import SPLITS, read_records, write_records
 from ..protocols import WFLW_ATTRIBUTES, get_protocol
 from ..records import FaceRecord
 from .sample import DEFAULT_DOMAINS, Domain, SynthFace, check_domains, synthesize
@@ -79,8 +81,6 @@ def _record(face: SynthFace, protocol: str, image_path: str) -> FaceRecord:
 
 
 def _write_protocol(out: Path, protocol: str, split_records: dict[str, list[FaceRecord]]) -> None:
-    from ..formats import write_records  # the formats package imports scipy/h5py: only when writing
-
     images = out / "images"
     root = out / protocol
     if protocol == "wflw98":
@@ -176,8 +176,6 @@ def generate(
     chunks = [list(range(i, min(i + 64, num))) for i in range(0, num, 64)]
     jobs = [(c, seed, domains, hw, names, str(out), num_train) for c in chunks]
     if workers > 1:
-        import multiprocessing as mp
-
         with mp.get_context("spawn").Pool(workers) as pool:
             results = pool.map(_render_and_save, jobs)
     else:
@@ -216,8 +214,6 @@ def load_synth(out_dir: str | Path, protocol: str, split: str = "train") -> list
 
     Readers that carry visibility (COFW, AFLW, WIDER-5) return it; WFLW and 300-W files have none.
     """
-    from ..formats import SPLITS, read_records
-
     out = Path(out_dir)
     name = get_protocol(protocol).name
     if split not in SPLITS["synth"]:
