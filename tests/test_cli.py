@@ -1,6 +1,8 @@
 """`sepbn train` then `sepbn eval` end to end on tiny data; JSON output checked."""
 
 import json
+import subprocess
+import sys
 
 from sepbn.cli import main
 from tinycfg import tiny_config
@@ -182,3 +184,15 @@ def test_dataset_key_typos_exit_2_naming_file_and_key(tiny_faces, tmp_path, caps
     assert main(["check", str(bad)]) == 2
     err = capsys.readouterr().err
     assert f"{bad}: data.train.0.split: format 'wflw' has no split 'tain'; its splits: ['train', 'test']" in err
+
+
+def test_only_the_command_being_run_is_imported():
+    # commands import their stacks at the top, so the CLI must not import the ones it does not run
+    code = ("import sys\n"
+            "from sepbn.cli import build_parser, chosen_command\n"
+            "build_parser(chosen_command([]))\n"
+            "print(sorted(m for m in sys.modules if m.startswith('sepbn.commands.')))\n"
+            "build_parser(chosen_command(['--debug', 'synth', '--out', 'x']))\n"
+            "print(sorted(m for m in sys.modules if m.startswith('sepbn.commands.')), 'torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out == ["[]", "['sepbn.commands.synth'] False"]
