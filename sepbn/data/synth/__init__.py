@@ -11,7 +11,9 @@ from .face import face_points
 from .head import Expression, Pose, Shape, mirror_pose
 from .generate import FORMATS, generate, load_synth
 from .preview import contact_sheet
-from .render import OCCLUDERS, Look, render
+from .draw import Look
+from .effects import OCCLUDERS
+from .render import render
 from .sample import DEFAULT_DOMAINS, Domain, SynthFace, parse_domains, sample_face, synthesize
 
 __all__ = [

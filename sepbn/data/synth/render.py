@@ -21,48 +21,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .draw import SHIFT, Look, draw_line, fill_poly, fixed_point, mix, rgb, scaled
+from .effects import camera, draw_occluder
 from .face import SLICES, Geometry, geometry
-from .head import Expression, Pose, Shape, cross, lift, project, rotation, surface
+from .head import Expression, Pose, Shape, cross, project, rotation, surface
 
-__all__ = ["Look", "OCCLUDERS", "render", "occluded"]
-
-OCCLUDERS = ("sunglasses", "hand", "mask", "object")
-Colour = tuple[float, float, float]
-
-
-@dataclass(frozen=True)
-class Look:
-    """Appearance of one face (colours are RGB 0-255).
-
-    ``light`` is the unit direction towards the light in camera coordinates (x right, y down,
-    z away from the camera: a light behind the camera has z < 0); the shading of a quad with
-    normal ``n`` is ``ambient + diffuse * max(0, n . light)``. ``occluder`` is one of
-    :data:`OCCLUDERS` or None; ``blur`` a Gaussian sigma in pixels (``motion_blur`` a kernel
-    length, 0 = none); ``noise`` a sensor-noise sigma in grey levels.
-    """
-
-    seed: int = 0
-    skin: Colour = (205.0, 160.0, 135.0)
-    hair: Colour = (60.0, 40.0, 30.0)
-    lips: Colour = (170.0, 90.0, 90.0)
-    iris: Colour = (70.0, 90.0, 60.0)
-    clothes: Colour = (60.0, 80.0, 140.0)
-    eye_shadow: Colour | None = None
-    hairline: float = -0.42
-    long_hair: float = 0.0
-    light: tuple[float, float, float] = (-0.3, -0.4, -0.87)
-    ambient: float = 0.45
-    diffuse: float = 0.6
-    occluder: str | None = None
-    occluder_at: tuple[float, float] = (0.0, 0.4)  # in the face's template (X, Y)
-    occluder_size: float = 0.35
-    blur: float = 0.0
-    motion_blur: int = 0
-    noise: float = 3.0
-    brightness: float = 0.0
-    contrast: float = 1.0
-    jpeg_quality: int = 90
-
+__all__ = ["render"]
 
 def _quad_indices(rows: int, cols: int) -> np.ndarray:
     """Vertex indices (Q, 4) of the quads of a (rows, cols) vertex grid, row-major."""
@@ -88,32 +52,6 @@ _HAIR_S = np.linspace(0.0, 1.0, 9)[:, None]
 _HAIR_QUADS = _quad_indices(len(_HAIR_S), len(_PHI))
 _HAIR_PARITY = _parity(len(_HAIR_S), len(_PHI))
 _NECK = np.linspace(0, 2 * np.pi, 10, endpoint=False)
-_SHIFT = 4  # sub-pixel bits for cv2 drawing
-_NOISE = np.random.default_rng(12345).normal(128, 32, (512, 512, 3)).clip(0, 255).astype(np.uint8)
-
-
-def _fix(pts: np.ndarray) -> np.ndarray:
-    return np.round(np.asarray(pts) * (1 << _SHIFT)).astype(np.int32).reshape(-1, 1, 2)
-
-
-def _fill(img: np.ndarray, pts: np.ndarray, colour) -> None:
-    cv2.fillPoly(img, [_fix(pts)], _c(colour), cv2.LINE_AA, _SHIFT)
-
-
-def _line(img: np.ndarray, pts: np.ndarray, colour, thickness: float) -> None:
-    cv2.polylines(img, [_fix(pts)], False, _c(colour), max(1, int(round(thickness))), cv2.LINE_AA, _SHIFT)
-
-
-def _c(colour) -> tuple[float, float, float]:
-    return tuple(float(min(255.0, max(0.0, v))) for v in colour)
-
-
-def _mix(a, b, t: float):
-    return tuple((1 - t) * x + t * y for x, y in zip(a, b))
-
-
-def _scaled(colour, k: float):
-    return tuple(v * k for v in colour)
 
 
 # --- background and body -------------------------------------------------------------------------
@@ -124,7 +62,7 @@ def _background(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
     corners = rng.uniform(20, 235, (2, 2, 3)).astype(np.float32)
     img = cv2.resize(corners, (W, H), interpolation=cv2.INTER_LINEAR).astype(np.uint8)
     for _ in range(int(rng.integers(2, 9))):
-        colour = _c(rng.uniform(0, 255, 3))
+        colour = rgb(rng.uniform(0, 255, 3))
         kind = int(rng.integers(0, 4))
         x, y = rng.uniform(0, W), rng.uniform(0, H)
         r = rng.uniform(0.05, 0.4) * W
@@ -132,12 +70,12 @@ def _background(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
             cv2.circle(img, (int(x), int(y)), int(r), colour, -1, cv2.LINE_AA)
         elif kind == 1:
             box = ((x, y), (r, rng.uniform(0.05, 0.4) * W), rng.uniform(0, 180))
-            _fill(img, cv2.boxPoints(box), colour)
+            fill_poly(img, cv2.boxPoints(box), colour)
         elif kind == 2:
             x2, y2 = rng.uniform(0, W), rng.uniform(0, H)
             cv2.line(img, (int(x), int(y)), (int(x2), int(y2)), colour, int(rng.integers(1, 8)), cv2.LINE_AA)
         else:
-            _fill(img, np.array([x, y]) + rng.uniform(-r, r, (int(rng.integers(3, 7)), 2)), colour)
+            fill_poly(img, np.array([x, y]) + rng.uniform(-r, r, (int(rng.integers(3, 7)), 2)), colour)
     return img
 
 
@@ -151,15 +89,15 @@ def _body(img: np.ndarray, shape: Shape, pose: Pose, look: Look) -> None:
     k = shape.width / 0.68
     body_pose = Pose(pose.yaw * 0.4, 0.0, pose.roll * 0.5, pose.distance, pose.scale, pose.shift_x, pose.shift_y)
     torso = [(-0.5, 1.5, 0.3), (0.5, 1.5, 0.3), (1.9, 2.1, 0.3), (2.1, 5.0, 0.3), (-2.1, 5.0, 0.3), (-1.9, 2.1, 0.3)]
-    _fill(img, _project(body_pose, size, np.array(torso) * [k, 1, 1]), look.clothes)
+    fill_poly(img, _project(body_pose, size, np.array(torso) * [k, 1, 1]), look.clothes)
     if look.long_hair > 0:
         L = 0.4 + look.long_hair
         hair = [(-1.02, -0.3, 0.25), (1.02, -0.3, 0.25), (1.1, L, 0.45), (-1.1, L, 0.45)]
-        _fill(img, _project(pose, size, np.array(hair) * [shape.width, 1, 1]), _scaled(look.hair, 0.8))
+        fill_poly(img, _project(pose, size, np.array(hair) * [shape.width, 1, 1]), scaled(look.hair, 0.8))
     # the neck is a cylinder (its outline: the hull of two projected rings), not a flat card
     ring = np.stack([0.42 * k * np.cos(_NECK), np.zeros_like(_NECK), 0.2 + 0.36 * np.sin(_NECK)], 1)
     neck = _project(pose, size, np.concatenate([ring + [0, 0.3, 0], ring * [1.1, 1, 1.1] + [0, 1.9, 0]]))
-    _fill(img, cv2.convexHull(neck.astype(np.float32)).reshape(-1, 2), _scaled(look.skin, 0.62))
+    fill_poly(img, cv2.convexHull(neck.astype(np.float32)).reshape(-1, 2), scaled(look.skin, 0.62))
 
 
 def _ear(shape: Shape, pose: Pose, size, side: int) -> tuple[np.ndarray, float]:
@@ -205,11 +143,11 @@ def _fill_quads(mask: np.ndarray, quads: np.ndarray, parity: np.ndarray) -> None
     """Fill quads (Q, 4, 2) into a mask. One ``fillPoly`` call treats overlapping polygons as
     holes (even-odd), and quads folding over at the outline overlap their neighbours: one call
     per parity class keeps neighbours apart."""
-    fixed = _fix(quads).reshape(-1, 4, 1, 2)
+    fixed = fixed_point(quads).reshape(-1, 4, 1, 2)
     for k in range(4):
         sel = parity == k
         if sel.any():
-            cv2.fillPoly(mask, list(fixed[sel]), 255, cv2.LINE_8, _SHIFT)
+            cv2.fillPoly(mask, list(fixed[sel]), 255, cv2.LINE_8, SHIFT)
 
 
 def _hair_quads(shape: Shape, pose: Pose, look: Look, size) -> tuple[np.ndarray, np.ndarray]:
@@ -238,7 +176,7 @@ def _head(img: np.ndarray, shape: Shape, pose: Pose, look: Look) -> "_Shading":
     if len(hair):  # hair volume: the hair's outline a little larger, behind the head
         c = quads.reshape(-1, 2).mean(0)
         hull = cv2.convexHull(hair.reshape(-1, 2).astype(np.float32)).reshape(-1, 2)
-        _fill(img, c + (hull - c) * 1.1, _scaled(look.hair, 0.7))
+        fill_poly(img, c + (hull - c) * 1.1, scaled(look.hair, 0.7))
 
     # the face region only (a box around the projected quads)
     x0, y0 = np.floor(quads.reshape(-1, 2).min(0)).astype(int) - 2
@@ -254,9 +192,9 @@ def _head(img: np.ndarray, shape: Shape, pose: Pose, look: Look) -> "_Shading":
     q, k = 4, 16.0
     low = np.zeros((h // q + 2, w // q + 2), np.uint8)
     levels = np.clip(np.round(shade * k), 1, 255).astype(np.int32)
-    lowq = _fix(local / q).reshape(-1, 4, 1, 2)
+    lowq = fixed_point(local / q).reshape(-1, 4, 1, 2)
     for lv in np.unique(levels):
-        cv2.fillPoly(low, list(lowq[levels == lv]), int(lv), cv2.LINE_8, _SHIFT)
+        cv2.fillPoly(low, list(lowq[levels == lv]), int(lv), cv2.LINE_8, SHIFT)
     sigma = max(0.6, 0.02 * pose.scale / q)
     lowf = low.astype(np.float32)
     inside = (low > 0).astype(np.float32)
@@ -265,7 +203,7 @@ def _head(img: np.ndarray, shape: Shape, pose: Pose, look: Look) -> "_Shading":
     sh = up[:h, :w] * (1.0 / k)
 
     colour = np.empty((h, w, 3), np.float32)
-    colour[:] = np.array(_c(look.skin), np.float32)
+    colour[:] = np.array(rgb(look.skin), np.float32)
     if len(hair):
         hair_mask = np.zeros((h, w), np.uint8)
         _fill_quads(hair_mask, hair - [x0, y0], hair_parity)
@@ -275,11 +213,11 @@ def _head(img: np.ndarray, shape: Shape, pose: Pose, look: Look) -> "_Shading":
         # a 1 px dilation closes the seams between quads and the gap left by their chords at
         # the outline (the head mask clips the rest)
         hair_mask = cv2.dilate(hair_mask, np.ones((3, 3), np.uint8))
-        colour[hair_mask > 0] = np.array(_c(look.hair), np.float32)
+        colour[hair_mask > 0] = np.array(rgb(look.hair), np.float32)
     lit = cv2.convertScaleAbs(cv2.multiply(colour, cv2.merge([sh, sh, sh])))
     mask = np.zeros((h, w), np.uint8)
     hull = cv2.convexHull(local.reshape(-1, 2).astype(np.float32)).reshape(-1, 2)
-    cv2.fillConvexPoly(mask, _fix(hull), 255, cv2.LINE_8, _SHIFT)  # the head is convex
+    cv2.fillConvexPoly(mask, fixed_point(hull), 255, cv2.LINE_8, SHIFT)  # the head is convex
     roi = img[y0:y1, x0:x1]
     cv2.copyTo(lit, mask, roi)
     return _Shading(sh, x0, y0, look.ambient)
@@ -318,11 +256,11 @@ def _features(img, shading: "_Shading", g: Geometry, expr: Expression, look: Loo
     def pts(*keys: str) -> np.ndarray:
         return np.concatenate([uv[S[k]] for k in keys])
 
-    brow_colour = _mix(look.hair, look.skin, 0.25)
+    brow_colour = mix(look.hair, look.skin, 0.25)
     for side in "LR":
         if faces("brow_upper_" + side) > 0.0:
             b = pts("brow_upper_" + side, "brow_lower_" + side)
-            _fill(img, b, _scaled(brow_colour, shade_at(b)))
+            fill_poly(img, b, scaled(brow_colour, shade_at(b)))
         eye_keys = ("eye_upper_" + side, "eye_lower_" + side)
         if faces(*eye_keys) <= 0.05:
             continue
@@ -331,138 +269,42 @@ def _features(img, shading: "_Shading", g: Geometry, expr: Expression, look: Loo
         if look.eye_shadow is not None:
             top = uv[S["brow_lower_" + side]]  # inner -> outer
             mid = 0.5 * top + 0.5 * up[::-1][[0, 1, 3, 4, 5, 7, 8]]
-            _fill(img, np.concatenate([up, mid]), _scaled(_mix(look.skin, look.eye_shadow, 0.6), s))
+            fill_poly(img, np.concatenate([up, mid]), scaled(mix(look.skin, look.eye_shadow, 0.6), s))
         if expr.eyes_closed < 0.85:
-            _fill(img, eye, _scaled((235.0, 230.0, 225.0), min(1.0, s)))
-            _fill(img, uv[S["iris_" + side]], _scaled(look.iris, s))
-            _fill(img, uv[S["pupil_ring_" + side]], (15.0, 12.0, 12.0))
+            fill_poly(img, eye, scaled((235.0, 230.0, 225.0), min(1.0, s)))
+            fill_poly(img, uv[S["iris_" + side]], scaled(look.iris, s))
+            fill_poly(img, uv[S["pupil_ring_" + side]], (15.0, 12.0, 12.0))
         lid = 0.016 * px * (1.8 if look.eye_shadow is not None else 1.0)
-        _line(img, up, dark, lid)
-        _line(img, uv[S["eye_lower_" + side]], _scaled(look.skin, 0.6 * s), 0.006 * px)
+        draw_line(img, up, dark, lid)
+        draw_line(img, uv[S["eye_lower_" + side]], scaled(look.skin, 0.6 * s), 0.006 * px)
 
     # nose: each side a polygon shaded by its own normal; a side turned away is not drawn
     for nc, poly in g.nose:
         lam = look.ambient + look.diffuse * max(0.0, float(nc @ np.asarray(look.light)))
-        _fill(img, poly, _scaled(look.skin, 0.35 * lam + 0.65 * shade_at(poly)))
+        fill_poly(img, poly, scaled(look.skin, 0.35 * lam + 0.65 * shade_at(poly)))
     bottom = uv[S["nose_bottom"]]
     for side in "LR":
         if facing[S["nostril_" + side]][0] > 0.1:
             c = uv[S["nostril_" + side]][0]
             r = max(1, int(0.022 * px))
-            cv2.ellipse(img, (int(c[0]), int(c[1])), (r, max(1, r // 2)), 0, 0, 360, _c(_scaled(look.skin, 0.3)), -1)
+            cv2.ellipse(img, (int(c[0]), int(c[1])), (r, max(1, r // 2)), 0, 0, 360, rgb(scaled(look.skin, 0.3)), -1)
     if faces("nose_bottom") > -0.2:
-        _line(img, bottom, _scaled(look.skin, 0.55 * shade_at(bottom)), 0.008 * px)
+        draw_line(img, bottom, scaled(look.skin, 0.55 * shade_at(bottom)), 0.008 * px)
 
     # lips and the open mouth
     outer = pts("lip_outer_upper", "lip_outer_lower")
     s = shade_at(outer)
-    _fill(img, outer, _scaled(look.lips, s))
+    fill_poly(img, outer, scaled(look.lips, s))
     iu, il = uv[S["lip_inner_upper"]], uv[S["lip_inner_lower"]]
     if expr.mouth_open > 0.08:
-        _fill(img, np.concatenate([iu, il]), (60.0, 20.0, 25.0))
+        fill_poly(img, np.concatenate([iu, il]), (60.0, 20.0, 25.0))
         if expr.mouth_open > 0.25:
             teeth = iu + 0.35 * (il[::-1] - iu)
-            _fill(img, np.concatenate([iu, teeth[::-1]]), _scaled((235.0, 230.0, 215.0), min(1.0, s)))
-    _line(img, iu, _scaled(look.lips, 0.45 * s), 0.008 * px)
-
-
-# --- occluders -----------------------------------------------------------------------------------
-
-
-def _occluder(img, g: Geometry, shape: Shape, look: Look, rng: np.random.Generator) -> np.ndarray | None:
-    """Draw ``look.occluder`` into the image; return its mask (H, W) uint8, or None."""
-    if look.occluder is None:
-        return None
-    if look.occluder not in OCCLUDERS:
-        raise ValueError(f"unknown occluder {look.occluder!r}; choose one of {OCCLUDERS}")
-    H, W = img.shape[:2]
-    mask = np.zeros((H, W), np.uint8)
-    S, uv, pose = SLICES, g.uv, g.pose
-    size = look.occluder_size * pose.scale
-    ax, ay = look.occluder_at
-    p3, _ = lift(shape, np.array([ax]), np.array([ay]), np.array([0.15]))
-    anchor = project(p3, None, pose, (H, W))[0][0]
-    polys: list[np.ndarray] = []
-    lines: list[tuple[np.ndarray, float]] = []
-    if look.occluder == "sunglasses":
-        colour = _c(rng.uniform(10, 70, 3))
-        centres = []
-        for side in "LR":
-            up = uv[S["eye_upper_" + side]]
-            a = max(2.0, 0.8 * float(np.linalg.norm(up[-1] - up[0])))
-            c = uv[S["pupil_" + side]][0]
-            centres.append(c)
-            d = uv[S["pupil_R"]][0] - uv[S["pupil_L"]][0]
-            ang = float(np.degrees(np.arctan2(d[1], d[0])))
-            polys.append(cv2.ellipse2Poly((int(c[0]), int(c[1])), (int(a), int(0.75 * a)), int(ang), 0, 360, 20))
-        lines.append((np.array(centres), max(1.0, 0.025 * pose.scale)))
-    elif look.occluder == "hand":
-        colour = _c(np.array(look.skin) * rng.uniform(0.8, 1.1))
-        ang = rng.uniform(0, 2 * np.pi)
-        d = np.array([np.cos(ang), np.sin(ang)])
-        palm = cv2.ellipse2Poly((int(anchor[0]), int(anchor[1])), (int(0.45 * size) + 1, int(0.55 * size) + 1),
-                                int(np.degrees(ang)) + 90, 0, 360, 20)
-        polys.append(palm)
-        side = np.array([-d[1], d[0]])
-        for f in range(4):
-            base = anchor + d * 0.4 * size + side * (f - 1.5) * 0.22 * size
-            lines.append((np.array([base, base + d * size * rng.uniform(0.55, 0.8)]), 0.18 * size))
-        thumb = anchor + side * 0.45 * size
-        lines.append((np.array([thumb, thumb + (side + d) * 0.4 * size]), 0.2 * size))
-    elif look.occluder == "mask":
-        colour = _c(rng.choice([[200.0, 220.0, 240.0], [235.0, 235.0, 235.0], [40.0, 40.0, 50.0]]))
-        jaw = uv[S["jaw"]][2:15]
-        hull = cv2.convexHull(np.concatenate([jaw, uv[S["nose_bridge"]][3:5]]).astype(np.float32))
-        polys.append(hull.reshape(-1, 2))
-    else:
-        colour = _c(rng.uniform(0, 255, 3))
-        box = ((float(anchor[0]), float(anchor[1])), (size * rng.uniform(0.5, 1.4), size * rng.uniform(0.5, 1.4)),
-               float(rng.uniform(0, 180)))
-        polys.append(cv2.boxPoints(box))
-    for target, col in ((img, colour), (mask, (255.0, 255.0, 255.0))):
-        for p in polys:
-            _fill(target, np.asarray(p, dtype=np.float64).reshape(-1, 2), col)
-        for p, t in lines:
-            _line(target, p, col, t)
-    return mask
-
-
-def occluded(mask: np.ndarray | None, points: np.ndarray) -> np.ndarray:
-    """Per-point occlusion flags (L,) bool: the point's pixel lies on the occluder ``mask``."""
-    pts = np.asarray(points, dtype=np.float64)
-    if mask is None:
-        return np.zeros(len(pts), dtype=bool)
-    H, W = mask.shape
-    x = np.clip(np.round(pts[:, 0]).astype(int), 0, W - 1)
-    y = np.clip(np.round(pts[:, 1]).astype(int), 0, H - 1)
-    return mask[y, x] > 0
+            fill_poly(img, np.concatenate([iu, teeth[::-1]]), scaled((235.0, 230.0, 215.0), min(1.0, s)))
+    draw_line(img, iu, scaled(look.lips, 0.45 * s), 0.008 * px)
 
 
 # --- the whole image -----------------------------------------------------------------------------
-
-
-def _camera(img: np.ndarray, look: Look, rng: np.random.Generator) -> np.ndarray:
-    """Exposure, blur and sensor noise (JPEG happens when the image is saved)."""
-    if look.contrast != 1.0 or look.brightness != 0.0:
-        img = cv2.convertScaleAbs(img, alpha=look.contrast, beta=look.brightness)
-    if look.motion_blur > 1:
-        k = np.zeros((look.motion_blur, look.motion_blur), np.float32)
-        k[look.motion_blur // 2, :] = 1.0 / look.motion_blur
-        rot = cv2.getRotationMatrix2D(((look.motion_blur - 1) / 2, (look.motion_blur - 1) / 2), rng.uniform(0, 180), 1)
-        k = cv2.warpAffine(k, rot, k.shape)
-        img = cv2.filter2D(img, -1, k / max(k.sum(), 1e-6))
-    if look.blur > 0.3:
-        img = cv2.GaussianBlur(img, (0, 0), look.blur)
-    if look.noise > 0:
-        H, W = img.shape[:2]
-        tile = _NOISE
-        if H > tile.shape[0] // 2 or W > tile.shape[1] // 2:
-            tile = np.tile(tile, (H // tile.shape[0] + 2, W // tile.shape[1] + 2, 1))
-        oy = int(rng.integers(0, tile.shape[0] - H))
-        ox = int(rng.integers(0, tile.shape[1] - W))
-        g = look.noise / 32.0
-        img = cv2.addWeighted(img, 1.0, tile[oy:oy + H, ox:ox + W], g, -128.0 * g)
-    return img
 
 
 def render(
@@ -487,13 +329,13 @@ def render(
     ears = [_ear(shape, pose, (H, W), s) for s in (-1, 1)]
     for outline, f in ears:
         if f <= 0.15:
-            _fill(img, outline, _scaled(look.skin, 0.75))
+            fill_poly(img, outline, scaled(look.skin, 0.75))
     shading = _head(img, shape, pose, look)
     for outline, f in ears:
         if f > 0.15:
-            _fill(img, outline, _scaled(look.skin, look.ambient + look.diffuse * 0.5 * f))
+            fill_poly(img, outline, scaled(look.skin, look.ambient + look.diffuse * 0.5 * f))
             c = outline.mean(0)
-            _fill(img, c + 0.5 * (outline - c), _scaled(look.skin, 0.5))
+            fill_poly(img, c + 0.5 * (outline - c), scaled(look.skin, 0.5))
     _features(img, shading, g, expr, look)
-    mask = _occluder(img, g, shape, look, rng)
-    return _camera(img, look, rng), mask
+    mask = draw_occluder(img, g, shape, look, rng)
+    return camera(img, look, rng), mask

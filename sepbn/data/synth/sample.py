@@ -18,9 +18,11 @@ import numpy as np
 
 from ..protocols import WFLW_ATTRIBUTES, get_protocol
 from .curves import PROTOCOL_POINTS
+from .draw import Look
+from .effects import OCCLUDERS, occluded
 from .face import Geometry, geometry
 from .head import Expression, Pose, Shape
-from .render import OCCLUDERS, Look, occluded, render
+from .render import render
 
 __all__ = ["Domain", "DEFAULT_DOMAINS", "parse_domains", "check_domains", "SynthFace", "sample_face", "synthesize"]
 

@@ -9,7 +9,9 @@ import pytest
 
 from sepbn.data.synth.face import geometry
 from sepbn.data.synth.head import Expression, Pose, Shape
-from sepbn.data.synth.render import OCCLUDERS, Look, occluded, render
+from sepbn.data.synth.draw import Look
+from sepbn.data.synth.effects import OCCLUDERS, occluded
+from sepbn.data.synth.render import render
 
 SIZE = (96, 96)
 POSE = Pose(scale=28.0)
