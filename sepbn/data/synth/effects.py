@@ -1,8 +1,8 @@
 """SynthFaces effects drawn over a finished face: an occluder (and its mask, which gives COFW-style
 occlusion flags) and the camera (exposure, motion and Gaussian blur, sensor noise).
 
-Randomness comes from the caller's generator (seeded by ``Look.seed``), so both are pure functions of
-their arguments; the noise is a fixed tile read at a random offset.
+Randomness comes from the caller's generator (seeded by ``Look.seed``), so both are deterministic in
+their arguments (the occluder is drawn into the image in place); the noise is a fixed tile read at a random offset.
 """
 
 from __future__ import annotations
