@@ -1,7 +1,8 @@
 """``sepbn study run|table|check|eval``: a grid of variants x seeds, resumable, in parallel, into one table.
 
     sepbn study run STUDY.toml --out DIR [--jobs N] [--threads-per-job T] [--devices 0,1]
-                    [--executor local|slurm|submitit-local] [--only VARIANT ...] [--set KEY=VALUE ...]
+                    [--executor local|slurm|submitit-local] [--only VARIANT ...] [--seeds K ...]
+                    [--set KEY=VALUE ...]
     sepbn study table DIR            # markdown on stdout and DIR/table.md, DIR/table.json, DIR/ced.png
     sepbn study check STUDY.toml     # parse the study and resolve every variant's configs (no training)
     sepbn study eval RUNDIR          # evaluate one run folder (the runner calls it)
@@ -40,6 +41,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
                      help="submitit parameter, e.g. slurm_partition=gpu, timeout_min=600, gpus_per_node=1 (repeatable)")
     run.add_argument("--only", nargs="+", default=[], metavar="VARIANT", help="run only these variants")
+    run.add_argument("--seeds", nargs="+", type=int, default=[], metavar="K",
+                     help="run only these of the study's seeds (a long study a few seeds at a time)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key in every run (e.g. data.root=/data); saved with the study")
     table = sub.add_parser("table", help="the table of a study folder (markdown, JSON, CED plot)")
@@ -78,7 +81,7 @@ def _run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "study.json", json.dumps(study_to_dict(study), indent=2))
     broken = check_study(study)
-    jobs = study_jobs(study, out, args.only)
+    jobs = study_jobs(study, out, args.only, seeds=args.seeds)
     todo = [j for j in jobs if j.variant not in broken]
     failed = []
     for j in jobs:
@@ -90,8 +93,8 @@ def _run(args: argparse.Namespace) -> int:
     for v, e in broken.items():
         print(f"variant {v}: config does not resolve, its runs are not started: {e}", file=sys.stderr)
     total = len(jobs)
-    n_variants = len({j.variant for j in jobs})  # --only may select a few
-    print(f"study {study.name}: {total} runs ({n_variants} variants x {len(study.seeds)} seeds) in {out}; "
+    n_variants, n_seeds = len({j.variant for j in jobs}), len({j.seed for j in jobs})  # --only/--seeds select
+    print(f"study {study.name}: {total} runs ({n_variants} variants x {n_seeds} seeds) in {out}; "
           f"{jobs_n} at a time, {threads} threads each" + (f", devices {devices}" if devices else "")
           + f", executor {args.executor}", flush=True)
     count = [len(failed)]

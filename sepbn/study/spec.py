@@ -238,12 +238,17 @@ def _stage_overrides(stage: Stage, seed: int, previous: Path | None) -> list[str
     return out
 
 
-def study_jobs(study: Study, out: str | Path, only: Sequence[str] = (), cwd: str | Path = ".") -> list[Job]:
-    """Every (variant, seed) of the study as a job under ``out`` (``only``: these variants)."""
+def study_jobs(study: Study, out: str | Path, only: Sequence[str] = (), cwd: str | Path = ".",
+               seeds: Sequence[int] = ()) -> list[Job]:
+    """Every (variant, seed) of the study as a job under ``out`` (``only``: these variants; ``seeds``: these
+    of the study's seeds, so that a long study can be run a few seeds at a time)."""
     names = [v.name for v in study.variants]
     unknown = [o for o in only if o not in names]
     if unknown:
         raise StudyError(f"--only {unknown}: not variants of {study.path}; variants: {names}")
+    foreign = [s for s in seeds if s not in study.seeds]
+    if foreign:
+        raise StudyError(f"--seeds {foreign}: not seeds of {study.path}; seeds: {list(study.seeds)}")
     out = Path(out).resolve()
     ev = {"normalizer": study.eval.normalizer, "fr_thresholds": list(study.eval.fr_thresholds),
           "checkpoint": study.eval.checkpoint, "domains": study.eval.domains, "sets": list(study.eval.sets),
@@ -253,6 +258,8 @@ def study_jobs(study: Study, out: str | Path, only: Sequence[str] = (), cwd: str
         if only and v.name not in only:
             continue
         for seed in study.seeds:
+            if seeds and seed not in seeds:
+                continue
             folder = out / v.name / f"seed{seed}"
             stages, previous = [], None
             for k, st in enumerate(v.stages):

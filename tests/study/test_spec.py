@@ -58,6 +58,9 @@ def test_jobs_and_override_order(tmp_path):
     assert [j.id for j in study_jobs(study, tmp_path, only=["cnt"])] == ["cnt/seed3", "cnt/seed4"]
     with pytest.raises(StudyError, match="--only"):
         study_jobs(study, tmp_path, only=["nope"])
+    assert [j.id for j in study_jobs(study, tmp_path, seeds=[4])] == ["bn/seed4", "cnt/seed4"]
+    with pytest.raises(StudyError, match="--seeds"):
+        study_jobs(study, tmp_path, seeds=[5])
     assert check_study(study) == {}
 
 
