@@ -5,6 +5,7 @@
                     [--set KEY=VALUE ...]
     sepbn study table DIR            # markdown on stdout and DIR/table.md, DIR/table.json, DIR/ced.png
     sepbn study check STUDY.toml     # parse the study and resolve every variant's configs (no training)
+    sepbn study adopt STUDY.toml --out DIR --variant V RUN [RUN ...]   # count finished runs of another study
     sepbn study eval RUNDIR          # evaluate one run folder (the runner calls it)
 
 The study file format, the folder layout, resuming and the statistics: docs/study.md.
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from ..config import ConfigError
 from ..io import atomic_write_text
+from ..study.adopt import adopt_run
 from ..study.evaluate_run import evaluate_run
 from ..study.report import write_table
 from ..study.runner import run_jobs
@@ -51,6 +53,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        help="compare against this variant instead of the study's baseline (writes table-vs-<name>.*)")
     check = sub.add_parser("check", help="parse a study file and resolve every variant's configs")
     check.add_argument("study", help="study file (.toml)")
+    adopt = sub.add_parser("adopt", help="copy finished runs (same configs and seeds) into a study's folder")
+    adopt.add_argument("study", help="study file (.toml)")
+    adopt.add_argument("runs", nargs="+", metavar="RUN", help="finished run folders (each holds result.json)")
+    adopt.add_argument("--out", required=True, help="study folder (the --out of sepbn study run)")
+    adopt.add_argument("--variant", required=True, help="the variant the runs belong to in this study")
     ev = sub.add_parser("eval", help="evaluate one run folder of a study (writes result.json)")
     ev.add_argument("folder", help="run folder DIR/<variant>/seed<k>")
 
@@ -125,6 +132,20 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if failed or interrupted else 0
 
 
+def _adopt(args: argparse.Namespace) -> int:
+    study = load_study(args.study)
+    if args.variant not in [v.name for v in study.variants]:
+        raise StudyError(f"--variant {args.variant!r}: not a variant of {study.path}")
+    jobs = study_jobs(study, args.out, [args.variant])
+    if not (Path(args.out) / "study.json").is_file():  # what `study table` reads; `study run` rewrites it
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(args.out) / "study.json", json.dumps(study_to_dict(study), indent=2))
+    for source in args.runs:
+        job, how = adopt_run(source, jobs, args.variant)
+        print(f"{job.id} <- {source} ({how})")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     prog = f"sepbn study {args.study_command}"
     try:
@@ -142,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
                 state = f"ERROR {broken[v.name]}" if v.name in broken else "ok"
                 print(f"{v.name}: {len(v.stages)} stage(s), {len(study.seeds)} seeds: {state}")
             return 1 if broken else 0
+        if args.study_command == "adopt":
+            return _adopt(args)
 
         result = evaluate_run(args.folder)
         for s in result["results"]:

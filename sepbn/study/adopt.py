@@ -1,0 +1,89 @@
+"""Adopt finished runs into a study folder: one run counted in two studies without training it twice.
+
+A study often pairs a new arm with runs another study has made (the same config and seed). ``adopt_run``
+copies such a run's result files into ``DIR/<variant>/seed<k>/``, where the runner then skips it as done,
+and writes the ``run.json`` of this study's job so that the learning curves find its logs. It refuses a run
+that does not match the job: trained with other configs or overrides, or evaluated on other sets.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from ..io import atomic_write_text
+from .spec import Job, StudyError
+
+# the files of a finished run that the table and the curves read (the weights stay where they are)
+RESULT_FILES = ("result.json", "errors.npz", "time.json")
+
+
+def _training(spec: dict) -> list[tuple[str, list[str]]]:
+    """Each stage's config (relative to the run's checkout) and overrides, without where the run lives."""
+    def config(path: str) -> str:
+        p, root = Path(path), Path(spec.get("cwd", "/"))
+        return str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
+    return [(config(st["config"]), [o for o in st["overrides"] if not o.startswith("train.init_from=")])
+            for st in spec["stages"]]
+
+
+def _eval_sets(ev: dict) -> list[str]:
+    names = [s["name"] for s in ev["sets"]]
+    return names + [f"{n}+flip" for n in names] if ev.get("flip") else names
+
+
+def check_adoptable(source: Path, job: Job) -> str:
+    """How ``source`` was checked against ``job``; raises StudyError where it does not match."""
+    spec_path = source / "run.json"
+    if spec_path.is_file():
+        spec = json.loads(spec_path.read_text())
+        theirs, ours = _training(spec), _training(job.to_dict())
+        if theirs != ours:
+            raise StudyError(f"{spec_path}: trained with other configs or overrides than {job.id} "
+                             f"({theirs} against {ours})")
+        if spec["eval"] != job.eval:
+            raise StudyError(f"{spec_path}: evaluated otherwise than {job.id} ({spec['eval']} against {job.eval})")
+        return "configs, overrides and evaluation checked against its run.json"
+    result = json.loads((source / "result.json").read_text())
+    sets = [r["dataset"] for r in result["results"]]
+    if sets != _eval_sets(job.eval):
+        raise StudyError(f"{source / 'result.json'}: evaluated on {sets}, the study on {_eval_sets(job.eval)}")
+    return "no run.json: only its evaluated sets checked (configs not verifiable)"
+
+
+def _train_logs(source: Path, job: Job) -> list[tuple[Path, Path]]:
+    """(source log, destination) for every stage's train.csv found (a run folder's or a committed copy's)."""
+    pairs = []
+    for k, st in enumerate(job.stages, start=1):
+        for name in ((f"stage{k}/train.csv", f"train_stage{k}.csv") if len(job.stages) > 1 else ("train.csv",)):
+            if (source / name).is_file():
+                pairs.append((source / name, Path(st["out"]) / "train.csv"))
+                break
+    return pairs
+
+
+def adopt_run(source: str | Path, jobs: list[Job], variant: str) -> tuple[Job, str]:
+    """Copy the finished run in ``source`` into its job of ``variant`` (the seed its result.json names)."""
+    source = Path(source)
+    if not (source / "result.json").is_file():
+        raise StudyError(f"{source}: not a finished run (no result.json)")
+    seed = json.loads((source / "result.json").read_text()).get("seed")
+    matches = [j for j in jobs if j.variant == variant and j.seed == seed]
+    if not matches:
+        raise StudyError(f"{source / 'result.json'}: seed {seed} is not a seed of variant {variant!r} in this study")
+    job = matches[0]
+    if (job.folder / "result.json").is_file():
+        raise StudyError(f"{job.folder}: {job.id} is already done; delete it to adopt another run")
+    how = check_adoptable(source, job)
+    job.folder.mkdir(parents=True, exist_ok=True)
+    for src, dst in _train_logs(source, job):
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+    atomic_write_text(job.folder / "run.json", json.dumps(job.to_dict(), indent=2))
+    for name in RESULT_FILES[1:]:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, job.folder / name)
+    # result.json last and whole: it marks the job done
+    atomic_write_text(job.folder / "result.json", (source / "result.json").read_text())
+    return job, how
