@@ -15,8 +15,8 @@ from pathlib import Path
 from ..io import atomic_write_text
 from .spec import Job, StudyError
 
-# the files of a finished run that the table and the curves read (the weights stay where they are)
-RESULT_FILES = ("result.json", "errors.npz", "time.json")
+# besides result.json, the files of a finished run that the table reads (the weights stay where they are)
+RESULT_FILES = ("errors.npz", "time.json")
 
 
 def _training(spec: dict) -> list[tuple[str, list[str]]]:
@@ -81,7 +81,7 @@ def adopt_run(source: str | Path, jobs: list[Job], variant: str) -> tuple[Job, s
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dst)
     atomic_write_text(job.folder / "run.json", json.dumps(job.to_dict(), indent=2))
-    for name in RESULT_FILES[1:]:
+    for name in RESULT_FILES:
         if (source / name).is_file():
             shutil.copyfile(source / name, job.folder / name)
     # result.json last and whole: it marks the job done
