@@ -12,7 +12,9 @@ import json
 import shutil
 from pathlib import Path
 
+from ..assembly import dataset_names, load_run_config
 from ..io import atomic_write_text
+from .evaluate_run import flip_name
 from .spec import Job, StudyError
 
 # besides result.json, the files of a finished run that the table reads (the weights stay where they are)
@@ -28,9 +30,12 @@ def _training(spec: dict) -> list[tuple[str, list[str]]]:
             for st in spec["stages"]]
 
 
-def _eval_sets(ev: dict) -> list[str]:
-    names = [s["name"] for s in ev["sets"]]
-    return names + [f"{n}+flip" for n in names] if ev.get("flip") else names
+def _eval_sets(job: Job) -> list[str]:
+    """The result names `evaluate_run` gives the job's sets: the same config, the same dataset names."""
+    last, ev = job.stages[-1], job.eval
+    overrides = [*last["overrides"], f"data.val={json.dumps(ev['sets'])}"] if ev["sets"] else last["overrides"]
+    names = dataset_names(load_run_config(last["config"], overrides).data.val)
+    return names + [flip_name(n) for n in names] if ev.get("flip") else names
 
 
 def check_adoptable(source: Path, job: Job) -> str:
@@ -47,8 +52,9 @@ def check_adoptable(source: Path, job: Job) -> str:
         return "configs, overrides and evaluation checked against its run.json"
     result = json.loads((source / "result.json").read_text())
     sets = [r["dataset"] for r in result["results"]]
-    if sets != _eval_sets(job.eval):
-        raise StudyError(f"{source / 'result.json'}: evaluated on {sets}, the study on {_eval_sets(job.eval)}")
+    expected = _eval_sets(job)
+    if sets != expected:
+        raise StudyError(f"{source / 'result.json'}: evaluated on {sets}, the study on {expected}")
     return "no run.json: only its evaluated sets checked (configs not verifiable)"
 
 

@@ -47,6 +47,11 @@ def _domain_labels(ds, res) -> list[str]:
     return [names.get(int(d), "unknown" if d < 0 else f"domain {d}") for d in res.domains]
 
 
+def flip_name(name: str) -> str:
+    """The result name of a set scored with flip averaging."""
+    return f"{name}+flip"
+
+
 def evaluate_run(folder: str | Path) -> dict:
     """Evaluate the run in ``folder`` (which holds ``run.json``) and write its result files."""
     folder = Path(folder)
@@ -73,7 +78,7 @@ def evaluate_run(folder: str | Path) -> dict:
     results, arrays = [], {}
     scored = [(name, ds, False) for name, ds in datasets.items()]
     if ev.get("flip", False):  # run.json files written before eval.flip existed have no key
-        scored += [(f"{name}+flip", ds, True) for name, ds in datasets.items()]
+        scored += [(flip_name(name), ds, True) for name, ds in datasets.items()]
     for name, ds, flip in scored:
         res = evaluate(model, ds, normalizer=ev["normalizer"], thresholds=tuple(ev["fr_thresholds"]),
                        device=device, name=name, flip=flip)

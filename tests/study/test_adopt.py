@@ -113,3 +113,13 @@ def test_adopt_accepts_a_run_made_in_another_checkout(tmp_path):
     (src / "run.json").write_text(json.dumps(spec))
     assert spec["stages"][0]["config"].startswith(elsewhere)
     assert adopt_run(src, jobs, "bn")[0].id == "bn/seed0"
+
+
+def test_adopt_names_unnamed_sets_as_the_evaluation_does(tmp_path):
+    _jobs(tmp_path, tmp_path / "out")  # writes base.toml
+    (tmp_path / "s.toml").write_text(STUDY.replace(', name = "val"', ""))  # the set's default name: csv-5pt
+    jobs = study_jobs(load_study(tmp_path / "s.toml"), tmp_path / "out", cwd=tmp_path)
+    with pytest.raises(StudyError, match="'csv-5pt', 'csv-5pt\\+flip'"):
+        adopt_run(_finished(tmp_path / "a", jobs[0], run_json=False), jobs, "bn")
+    src = _finished(tmp_path / "b", jobs[0], run_json=False, sets=("csv-5pt", "csv-5pt+flip"))
+    assert adopt_run(src, jobs, "bn")[0].id == "bn/seed0"
