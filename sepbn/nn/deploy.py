@@ -10,10 +10,10 @@ A folded SepBN layer (`sepbn.nn.fuse.MixedAffine2d`) computes, from x (N, C, H, 
                                                                 M[g K + k, c] = gamma_k[c] (beta_k[c]) if c in g
     y  = x * scale[n, c] + shift[n, c]                         one pass, eq. (6)-(7)
 
-Adaptive pooling windows are [floor(i S / T), ceil((i + 1) S / T)) along a side S. They are *uniform* (one
-length L, starts i * s) when T divides S (s = L) and in some other cases (S = 16, T = 3: L = 6, s = 5): then
-the export is one ``MaxPool`` (kernel L, stride s); ONNX gets one Slice + ReduceMax per window of a
-non-uniform side (ONNX Runtime's Gather is slow there). Eager PyTorch pools a small activation (up to
+Adaptive pooling windows are [floor(i S / T), ceil((i + 1) S / T)) along a side S. The export pools
+them with one ``MaxPool`` whenever some kernel, stride and -inf padding give the same windows once clipped
+(every side at T <= 3: 80 -> 3 is kernel 28, stride 27, padding 1); a side without such a pool gets one Slice +
+ReduceMax per window (ONNX Runtime's Gather is slow there). Eager PyTorch pools a small activation (up to
 ``SMALL_NUMEL`` elements) with ATen's ``adaptive_max_pool2d`` in one call, and a larger one with one ``amax``
 per row band (reading it once, vectorised along the rows) and then one per column band of the T-row rest.
 Measured on the project's CPU at batch 1, one thread: ATen's NCHW pooling kernels (``adaptive_max_pool2d``,
@@ -62,12 +62,23 @@ def _plain() -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def _uniform(size: int, out: int) -> tuple[int, int] | None:
-    """(length, stride) when all windows have one length and their starts step by one stride; else None."""
+def _pool_params(size: int, out: int) -> tuple[int, int, int] | None:
+    """(kernel, stride, padding) of one max-pool whose windows, clipped to the side, are the adaptive ones.
+
+    The first window fixes kernel - padding (its end) and the second stride - padding (its start); padding
+    (-inf, symmetric, at most half the kernel as torch requires) absorbs a longer middle window: 80 -> 3 is
+    [0, 27), [26, 54), [53, 80) = kernel 28, stride 27, padding 1. Found for every side at T <= 3 (except a
+    side shorter than T), for some at larger T; None otherwise.
+    """
     windows = pooling_windows(size, out)
-    length = windows[0][1] - windows[0][0]
-    stride = windows[1][0] - windows[0][0] if out > 1 else length
-    return (length, stride) if all(b - a == length and a == i * stride for i, (a, b) in enumerate(windows)) else None
+    for pad in range(size + 1):
+        kernel = windows[0][1] + pad
+        stride = windows[1][0] + pad if out > 1 else kernel
+        if stride < 1 or 2 * pad > kernel or (size + 2 * pad - kernel) // stride + 1 != out:
+            continue
+        if all((max(i * stride - pad, 0), min(i * stride - pad + kernel, size)) == w for i, w in enumerate(windows)):
+            return kernel, stride, pad
+    return None
 
 
 def _band_max(x: Tensor, dim: int, out: int) -> Tensor:
@@ -93,14 +104,13 @@ def _eager_pool(x: Tensor, out: int) -> Tensor:
 
 def _export_pool(x: Tensor, out: int) -> Tensor:
     h, w = x.shape[-2:]
-    rows, cols = _uniform(h, out), _uniform(w, out)
-    rows, cols = (u if u is not None and u[1] >= 1 else None for u in (rows, cols))  # MaxPool needs stride >= 1
-    if rows is not None and cols is not None:
-        return F.max_pool2d(x, (rows[0], cols[0]), (rows[1], cols[1]))  # one MaxPool node
+    rows, cols = _pool_params(h, out), _pool_params(w, out)
+    if rows is not None and cols is not None:  # one MaxPool node
+        return F.max_pool2d(x, (rows[0], cols[0]), (rows[1], cols[1]), (rows[2], cols[2]))
     if rows is not None:
-        return _band_max(F.max_pool2d(x, (rows[0], 1), (rows[1], 1)), 3, out)
+        return _band_max(F.max_pool2d(x, (rows[0], 1), (rows[1], 1), (rows[2], 0)), 3, out)
     x = _band_max(x, 2, out)  # rows first: one read of the activation, the rest works on T rows
-    return F.max_pool2d(x, (1, cols[0]), (1, cols[1])) if cols is not None else _band_max(x, 3, out)
+    return F.max_pool2d(x, (1, cols[0]), (1, cols[1]), (0, cols[2])) if cols is not None else _band_max(x, 3, out)
 
 
 def deploy_max_pool(x: Tensor, out: int) -> Tensor:

@@ -37,7 +37,7 @@ class AtenCalls(TorchDispatchMode):
 # sides pooled to T: uniform windows (T divides the side; 16 -> 3: length 6, stride 5; 1 -> 3: stride 0),
 # windows of two lengths (8 -> 3: 3, 4, 3), rectangles, and T = 1
 SIDES = [(9, 9, 3), (16, 16, 3), (8, 8, 3), (7, 5, 3), (2, 2, 3), (1, 1, 3), (16, 8, 3), (8, 16, 3), (6, 9, 4),
-         (5, 5, 1), (12, 12, 4)]
+         (5, 5, 1), (12, 12, 4), (80, 20, 3)]
 
 
 @pytest.mark.parametrize("h, w, t", SIDES)
@@ -55,10 +55,19 @@ def test_export_pool_equals_adaptive_max_pool(h, w, t):
     torch.testing.assert_close(deploy._export_pool(x, t), F.adaptive_max_pool2d(x, t), rtol=0, atol=0)
 
 
-def test_uniform_windows():
+def test_one_max_pool_gives_the_adaptive_windows():
     assert deploy.pooling_windows(8, 3) == ((0, 3), (2, 6), (5, 8))
-    assert deploy._uniform(9, 3) == (3, 3) and deploy._uniform(16, 3) == (6, 5) and deploy._uniform(1, 3) == (1, 0)
-    assert deploy._uniform(8, 3) is None and deploy._uniform(128, 3) is None
+    assert deploy._pool_params(9, 3) == (3, 3, 0) and deploy._pool_params(16, 3) == (6, 5, 0)
+    assert deploy._pool_params(80, 3) == (28, 27, 1) and deploy._pool_params(8, 3) == (4, 3, 1)
+    assert deploy._pool_params(1, 3) is None and deploy._pool_params(6, 4) is None  # windows no pool makes
+    for size in range(1, 200):
+        for out in range(1, 8):
+            params = deploy._pool_params(size, out)
+            assert params is not None or out > 3 or size < out
+            if params is not None:  # the pool's clipped windows, one by one
+                x = torch.randn(1, 1, 1, size)
+                torch.testing.assert_close(F.max_pool2d(x, (1, params[0]), (1, params[1]), (0, params[2])),
+                                           F.adaptive_max_pool2d(x, (1, out)), rtol=0, atol=0)
 
 
 def test_pooling_calls_are_one_kernel_or_one_per_band():
