@@ -2,8 +2,9 @@
 
 Rows: Vanilla CNN (Table I) at width 1.0 and 0.25 with SepBN in every block, ResNeXt-50 and MobileNetV2
 with SepBN at BN3 (Table X), all at 128 px, one 98-point head; and the bundled 300w68 model (issue 17)
-against a BN twin, in eager PyTorch at batch 1, the way ``sepbn predict`` runs it. Targets (issue 18):
-inference SepBN/BN at most 1.15 at batch 1 and 1.10 at batch 32, the shipped model at most 1.10; the
+against a BN twin at batch 1, in eager PyTorch and ONNX Runtime. Targets (issue 18): inference SepBN/BN at
+most 1.15 at batch 1 and 1.10 at batch 32, the shipped model at most 1.10 in the backend ``sepbn predict``
+uses (ONNX Runtime where it is installed, ``sepbn.inference.runtime``; 1.15 in the other); the
 train step within issue 12's targets (1.10 Vanilla and ResNeXt, 1.15 MobileNetV2). Each cell times the BN
 network against the SepBN network, interleaved (one call of each in turn, so background load hits both
 alike), and prints the ratio of medians:
@@ -12,8 +13,9 @@ alike), and prints the ratio of medians:
   convolutions; SepBN's normalisation folded, its per-sample mixed affine left), 1 and 2 threads, batch 1, 32,
   on channels-last tensors as ``sepbn predict`` runs them (``--nchw``: plain NCHW tensors instead);
 - inference, ONNX Runtime (CPU provider, graph optimisation on): the folded models exported with
-  ``sepbn.inference.export.export_onnx``, intra-op threads 1 and 2, batch 1, 32 (thread spinning off, so the
-  idle session of one variant does not compete with the other on a small machine);
+  ``sepbn.inference.export.export_onnx``, intra-op threads 1 and 2, batch 1, 32, in the session
+  ``sepbn predict`` opens (``sepbn.inference.runtime.session``: thread spinning off, so the idle session of
+  one variant does not compete with the other on a small machine);
 - train step, eager: forward + backward + SGD step of the unfolded model in train mode, batch 16, 2 threads;
 - with ``--device cuda`` and a GPU: eager folded inference (batch 1, 32) and the train step on the GPU.
 
@@ -51,14 +53,17 @@ from torch import nn
 
 from sepbn.inference.predictor import load_checkpoint
 from sepbn.inference.pretrained import pretrained_path
+from sepbn.inference.runtime import resolve_backend, session
 from sepbn.models import create_model
 from sepbn.nn import SepBatchNorm2d, fuse_for_inference
 
 PROTOCOL = "wflw98"
 # Inference (issue 18): batch 1 at most 1.15, batch 32 at most 1.10, the shipped model at batch 1 at most
-# 1.10 (in eager PyTorch, the backend ``sepbn predict`` uses). Train step (issue 12): per network.
+# 1.10 in the backend ``sepbn predict`` uses (PREDICT_MODE). Train step (issue 12): per network.
 INFER_TARGETS = {1: 1.15, 32: 1.10}
 SHIPPED_TARGET = 1.10
+# the cells of the backend sepbn predict picks by default here (--backend auto)
+PREDICT_MODE = "infer-ort" if resolve_backend("auto", torch.device("cpu")) == "onnxruntime" else "infer-eager"
 TRAIN_TARGETS = (1.10, 1.10, 1.15)
 NETS = {  # name -> (create_model kwargs, index into TRAIN_TARGETS)
     "vanilla-1.0": (dict(arch="vanilla", width=1.0), 0),
@@ -66,7 +71,7 @@ NETS = {  # name -> (create_model kwargs, index into TRAIN_TARGETS)
     "resnext50-bn3": (dict(arch="resnext50", placement=["bn3"]), 1),
     "mobilenetv2-bn3": (dict(arch="mobilenetv2", placement=["bn3"]), 2),
     # the bundled 300w68 model (its weights) against a BN twin of the same architecture (random weights:
-    # folded BN costs the same whatever its values); eager inference at batch 1 only
+    # folded BN costs the same whatever its values); inference at batch 1 only
     "shipped-300w68": (None, 0),
 }
 
@@ -181,18 +186,11 @@ class Net:
         x = torch.randn(batch, 3, self.size, self.size, device=device)
         eager_format = torch.contiguous_format if self.nchw else torch.channels_last
         if mode == "infer-ort":
-            import onnxruntime as ort
-
             if (key, threads) not in self.sessions:
-                options = ort.SessionOptions()
-                options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-                # idle pool threads of one session must not spin while the other variant's session runs
-                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                self.sessions[key, threads] = ort.InferenceSession(str(self.onnx[key]), options,
-                                                                   providers=["CPUExecutionProvider"])
-            session = self.sessions[key, threads]
+                self.sessions[key, threads] = session(self.onnx[key], threads)
+            ort_session = self.sessions[key, threads]
             feed = {"image": x.numpy()}
-            return lambda: session.run(None, feed)
+            return lambda: ort_session.run(None, feed)
         if mode == "infer-eager":
             model = self.folded[key].to(device, memory_format=eager_format)
             x = x.contiguous(memory_format=eager_format)
@@ -214,8 +212,10 @@ class Net:
 
 
 def cells_for(net: Net, quick: bool, device: str) -> list[Cell]:
-    if NETS[net.name][0] is None:  # the shipped model: sepbn predict's backend (eager), batch 1
-        return [Cell(net.name, "infer-eager", "cpu", threads, 1, target=SHIPPED_TARGET) for threads in (1, 2)]
+    if NETS[net.name][0] is None:  # the shipped model at batch 1; its target in sepbn predict's backend
+        return [Cell(net.name, mode, "cpu", threads, 1,
+                     target=SHIPPED_TARGET if mode == PREDICT_MODE else INFER_TARGETS[1])
+                for mode in ("infer-eager", "infer-ort") for threads in (1, 2)]
     batches = (1, 4) if quick else (1, 32)
     out = []
     for mode in ("infer-eager", "infer-ort"):

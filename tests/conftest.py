@@ -7,6 +7,8 @@ the landmarks drawn as bright dots) and returns their folder. Faces carry SynthF
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -49,3 +51,10 @@ def tiny_faces(tmp_path_factory):
     """{protocol: path of a generic CSV} for 300w68 and 5pt (12 faces each)."""
     return write_tiny_faces(tmp_path_factory.mktemp("tiny_faces"))
 
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _onnx_cache(tmp_path_factory):
+    """Networks exported for the onnxruntime backend go to a folder of this test session, not the user's cache."""
+    os.environ["SEPBN_CACHE_DIR"] = str(tmp_path_factory.mktemp("sepbn_cache"))
+    yield

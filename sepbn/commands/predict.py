@@ -30,6 +30,7 @@ from ..errors import UsageError
 from ..inference.detector import BoxCalibration, create_detector
 from ..inference.draw import draw_faces
 from ..inference.predictor import LandmarkDetector
+from ..inference.runtime import BACKENDS
 from ..inference.pretrained import DEFAULT_MODEL, pretrained_path
 from ..io import atomic_open, atomic_write_bytes, publish, temp_path
 
@@ -69,8 +70,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "bundled models do)")
     parser.add_argument("--no-fuse", action="store_true",
                         help="run the model as trained (default: BN/SepBN folded into the convolutions)")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
+                        help="what runs the network: onnxruntime (CPU; exported once and cached, see "
+                        "docs/inference.md), torch, or auto (default: onnxruntime when installed)")
     parser.add_argument("--no-channels-last", action="store_true",
-                        help="run the fused model on NCHW tensors (default: channels-last, faster on CPU)")
+                        help="backend torch: run the fused model on NCHW tensors (default: channels-last, faster on CPU)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -319,7 +323,8 @@ def run(args: argparse.Namespace) -> int:
     predictor = LandmarkDetector.from_checkpoint(weights, args.protocol, args.device, detector=detector,
                                                  calibration=calibration, batch_size=args.batch_size,
                                                  domain=args.domain, fuse=not args.no_fuse,
-                                                 channels_last=not args.no_channels_last, **options)
+                                                 channels_last=not args.no_channels_last, backend=args.backend,
+                                                 **options)
     print(f"sepbn predict: {predictor!r}; detector box -> training box: {predictor.detector_calibration()}",
           file=sys.stderr)
 

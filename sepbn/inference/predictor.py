@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -38,6 +39,8 @@ from ..models.tta import flip_average
 from ..nn import BruteForceSepBN2d, RoutedAffine2d, domains, fuse_for_inference, sepbn_modules
 from ..protocols import PROTOCOLS, Protocol, get_protocol, spec_name
 from .detector import BOX_CONVENTIONS, DETECTOR_CALIBRATION, BoxCalibration, FaceDetector
+from .export import SingleProtocolModule
+from .runtime import OrtModel, resolve_backend
 
 __all__ = [
     "CheckpointError",
@@ -172,12 +175,15 @@ class LandmarkDetector:
             (:func:`sepbn.models.tta.flip_average`; twice the network cost).
         channels_last: run a fused network on channels-last tensors (default): the same outputs, and
             on CPU both its convolutions and SepBN's pooling are faster (docs/inference.md, issue 18).
+        backend: ``"torch"`` (eager PyTorch, default), ``"onnxruntime"`` (the network exported to ONNX once,
+            cached, and run by ONNX Runtime on CPU: faster at small batches, see `sepbn.inference.runtime`)
+            or ``"auto"`` (ONNX Runtime on CPU when it is installed, else PyTorch).
     """
 
     def __init__(self, model: nn.Module, protocol: Protocol | str, crop: CropSpec, *, device: str | torch.device = "cpu",
                  detector: FaceDetector | None = None, calibration: BoxCalibration | None = None,
                  batch_size: int = 64, domain: int | None = None, fuse: bool = True, flip: bool = False,
-                 channels_last: bool = True) -> None:
+                 channels_last: bool = True, backend: str = "torch") -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         branches = {m.num_branches for m in model.modules() if isinstance(m, (BruteForceSepBN2d, RoutedAffine2d))}
@@ -193,8 +199,11 @@ class LandmarkDetector:
         self.fused = bool(fuse) and (bool(sepbn_modules(model)) or any(
             isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()))
         self.model = (fuse_for_inference(model) if self.fused else model).to(self.device).eval()
-        # the layout of a fused copy only: an unfused model is the caller's own module
-        self.memory_format = torch.channels_last if channels_last and self.fused else torch.contiguous_format
+        self.runtime = self._runtime(backend, crop.input_size)
+        self.backend = "onnxruntime" if self.runtime is not None else "torch"
+        # the layout of a fused copy run by PyTorch only: an unfused model is the caller's own module
+        self.memory_format = (torch.channels_last if channels_last and self.fused and self.runtime is None
+                              else torch.contiguous_format)
         if self.memory_format == torch.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.crop = crop
@@ -202,6 +211,19 @@ class LandmarkDetector:
         self.calibration = calibration
         self.batch_size = int(batch_size)
         self.flip = bool(flip)
+
+    def _runtime(self, backend: str, input_size: int) -> OrtModel | None:
+        if resolve_backend(backend, self.device) != "onnxruntime":
+            return None
+        module = SingleProtocolModule(self.model, self.protocol.name, self.domain)
+        try:
+            return OrtModel(module, input_size)
+        except Exception as e:  # "auto" falls back, and says so; an explicit request fails
+            if backend != "auto":
+                raise
+            warnings.warn(f"ONNX Runtime cannot run this network ({type(e).__name__}: {e}); using PyTorch",
+                          RuntimeWarning, stacklevel=3)
+            return None
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, protocol: str | None = None, device: str | torch.device = "cpu",
@@ -253,6 +275,8 @@ class LandmarkDetector:
         return inputs, inverse
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.runtime is not None:  # the exported graph holds the domain branch and the protocol's head
+            return self.runtime(x)
         x = x.contiguous(memory_format=self.memory_format)
         return self.model(x, self.protocol.name)[self.protocol.name].float()
 
@@ -317,4 +341,5 @@ class LandmarkDetector:
                 + ("" if self.domain is None else f", domain={self.domain}")
                 + ("" if self.fused else ", unfused")
                 + (", channels-last" if self.memory_format == torch.channels_last else "")
+                + (", onnxruntime" if self.runtime is not None else "")
                 + (", flip" if self.flip else "") + ")")

@@ -46,12 +46,14 @@ def pretrained_path(name: str = DEFAULT_MODEL) -> Path:
 
 
 def load_pretrained(name: str = DEFAULT_MODEL, *, device: str | torch.device = "cpu",
-                    detector: str | None = "haar", **kwargs) -> LandmarkDetector:
+                    detector: str | None = "haar", backend: str = "auto", **kwargs) -> LandmarkDetector:
     """A :class:`LandmarkDetector` for bundled model ``name`` with a face detector for whole photos.
 
     ``detector``: ``"haar"`` (OpenCV's bundled cascade, default), ``"full"`` (each image is one
-    pre-cropped face) or ``None`` (boxes must be passed to ``predict``). Other keyword arguments go
-    to :class:`LandmarkDetector` (``batch_size``, ``flip``, ``fuse``, ``calibration``).
+    pre-cropped face) or ``None`` (boxes must be passed to ``predict``). ``backend``: ``"auto"`` (ONNX
+    Runtime on CPU when installed, the network exported once and cached; else PyTorch), ``"onnxruntime"`` or
+    ``"torch"``. Other keyword arguments go to :class:`LandmarkDetector` (``batch_size``, ``flip``, ``fuse``,
+    ``calibration``).
 
     Examples:
         >>> import sepbn
@@ -61,7 +63,8 @@ def load_pretrained(name: str = DEFAULT_MODEL, *, device: str | torch.device = "
         (68, 2)
     """
     face_detector = create_detector(detector) if detector else None
-    return LandmarkDetector.from_checkpoint(pretrained_path(name), device=device, detector=face_detector, **kwargs)
+    return LandmarkDetector.from_checkpoint(pretrained_path(name), device=device, detector=face_detector,
+                                            backend=backend, **kwargs)
 
 
 def bundle(weights: str | Path, name: str, *, box_convention: str, flip: bool, dest: str | Path | None = None,

@@ -49,7 +49,9 @@ def test_predict_without_checkpoint_uses_the_bundled_model(tmp_path, capsys):
                  "--no-progress"]) == 0
     row = json.loads(out.read_text())
     assert len(row["faces"]) == 1 and len(row["faces"][0]["landmarks"]) == 68
-    assert "flip" in capsys.readouterr().err  # the bundled model states flip averaging; the banner says it
+    banner = capsys.readouterr().err
+    assert "flip" in banner  # the bundled model states flip averaging; the banner says it
+    assert "onnxruntime" in banner  # the default backend where it is installed (sepbn.inference.runtime)
     assert main(["predict", str(tmp_path / "face.png"), "--model", "300w68", "--checkpoint", "x.pt"]) == 2
 
 
