@@ -8,9 +8,10 @@ Accuracy, on the held-out faces of the fixed split (``benchmarks/real_splits.py`
   conversion): per image the detection that overlaps the ground-truth box most (IoU >= 0.3) is
   used; the images where none does are counted as missed and reported apart.
 
-Speed per face at batch 1, one thread, medians of interleaved rounds: the network alone (eager
-PyTorch, folded, with and without flip averaging; ONNX Runtime on the exported file) and the
-whole ``LandmarkDetector.predict`` with a given box (crop, network, mapping back), next to dlib's
+Speed per face at batch 1, one thread, medians of interleaved rounds: the network alone in both backends
+of ``LandmarkDetector`` (eager PyTorch, folded, channels-last; ONNX Runtime, ``sepbn.inference.runtime``),
+with and without flip averaging, and the whole ``LandmarkDetector.predict`` with a given box (crop, network,
+mapping back) in the backend ``sepbn predict`` uses by default (``--backend auto``), next to dlib's
 ERT predictor with its default forest (10 cascades x 500 trees of depth 4: its speed depends on
 that structure only, so the forest is trained quickly on a few faces with oversampling 1 and its
 accuracy is not used). A figure of the worst held-out faces shows points only (the 300-W photos
@@ -30,7 +31,6 @@ import json
 import os
 import platform
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -44,7 +44,6 @@ from sepbn.data.synth.sample import synthesize
 from sepbn.evaluation.evaluate import summarize
 from sepbn.evaluation.metrics import nme
 from sepbn.inference.draw import draw_faces
-from sepbn.inference.export import SingleProtocolModule, export_onnx
 from sepbn.inference.pretrained import load_pretrained
 from sepbn.io import atomic_write_text
 from sepbn.protocols import get_protocol
@@ -112,34 +111,21 @@ def _median_ms(fns: dict, rounds: int, repeats: int) -> dict:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def speed(det, records: list, dlib_predictor, rounds: int, repeats: int) -> dict:
-    import onnxruntime as ort
-
+def speed(name: str, records: list, dlib_predictor, rounds: int, repeats: int) -> dict:
     import dlib
 
+    nets = {f"{backend}{'_flip' if flip else ''}": load_pretrained(name, detector=None, backend=backend, flip=flip)
+            for backend in ("torch", "onnxruntime") for flip in (False, True)}
+    shipped = load_pretrained(name, detector=None)  # sepbn predict's default backend and flip
     r = records[0]
     image = r.load_image()
-    x, _ = det.crops(image, np.asarray([r.box]))
-    module = SingleProtocolModule(det.model, det.protocol.name).eval()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = export_onnx(module, Path(tmp) / "m.onnx", det.crop.input_size)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    flipped = np.concatenate([x, x[..., ::-1]]).copy()
-    name = session.get_inputs()[0].name
-    rect = dlib.rectangle(*(int(round(v)) for v in face_box(r.box, det.crop.box_scale)))
-    flip = det.flip
-    fns = {
-        "eager": lambda: (setattr(det, "flip", False), det.forward_crops(x)),
-        "eager_flip": lambda: (setattr(det, "flip", True), det.forward_crops(x)),
-        "onnxruntime": lambda: session.run(None, {name: x}),
-        "onnxruntime_flip": lambda: session.run(None, {name: flipped}),
-        "predict_with_box": lambda: det.predict(image, boxes=[r.box]),
-        "dlib_predictor": lambda: dlib_predictor(image, rect),
-    }
+    x, _ = shipped.crops(image, np.asarray([r.box]))
+    rect = dlib.rectangle(*(int(round(v)) for v in face_box(r.box, shipped.crop.box_scale)))
+    fns = {key.replace("torch", "eager"): (lambda det=det: det.forward_crops(x)) for key, det in nets.items()}
+    fns["predict_with_box"] = lambda: shipped.predict(image, boxes=[r.box])
+    fns["dlib_predictor"] = lambda: dlib_predictor(image, rect)
     out = _median_ms(fns, rounds, repeats)
-    det.flip = flip
+    out["predict_backend"] = shipped.backend
     return out
 
 
@@ -215,7 +201,7 @@ def main() -> None:
     result = {
         "model": args.model, "held_out_faces": len(records), "flip": det.flip, "normalizer": normalizer,
         "accuracy": {k: v for k, v in acc.items() if k not in ("errors", "predictions")},
-        "speed_ms_per_face_batch1_1thread": speed(det, records, predictor, args.rounds, args.repeats),
+        "speed_ms_per_face_batch1_1thread": speed(args.model, records, predictor, args.rounds, args.repeats),
         "dlib_forest": {"cascade_depth": options.cascade_depth, "trees": options.num_trees_per_cascade_level,
                         "tree_depth": options.tree_depth},
         "figures": figures(det, records, acc, Path(args.figures), prefix),
