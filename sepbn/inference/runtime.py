@@ -11,7 +11,8 @@ The export (``torch.onnx``, a few seconds) happens once per network and is cache
 the key hashes everything the graph depends on: the weights and buffers, the module structure, protocol,
 domain, input size and the sepbn, torch and opset versions. A new export is checked against eager PyTorch
 on random images before it is used (``check_parity``); files are written atomically, so a killed export
-leaves no partial file behind.
+leaves no partial file behind; a damaged file is exported again, and an unwritable cache folder gets a
+temporary export (with a warning) that is not kept.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -103,8 +106,17 @@ class OrtModel:
 
     def __init__(self, module: SingleProtocolModule, input_size: int, *, threads: int | None = None,
                  folder: Path | None = None) -> None:
-        self.path = cached_export(module, input_size, folder)
         self.threads = int(threads or torch.get_num_threads())
+        folder = folder or cache_dir()
+        try:
+            self.path = cached_export(module, input_size, folder)
+        except OSError as e:  # an unwritable cache: export to a temporary folder for this session only
+            warnings.warn(f"cannot write the ONNX cache in {folder} ({e}); exporting to a temporary folder, "
+                          "which is not kept (set SEPBN_CACHE_DIR)", RuntimeWarning, stacklevel=3)
+            with tempfile.TemporaryDirectory() as tmp:
+                self.path = cached_export(module, input_size, Path(tmp))
+                self.session = session(self.path, self.threads)  # the session holds the graph once loaded
+            return
         try:
             self.session = session(self.path, self.threads)
         except Exception:  # a damaged cache file (the export itself is atomic): export it again, once

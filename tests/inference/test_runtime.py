@@ -118,3 +118,15 @@ def test_the_cache_folder_follows_the_environment(monkeypatch, tmp_path):
     assert runtime.cache_dir() == tmp_path / "sepbn"
     monkeypatch.setenv("SEPBN_CACHE_DIR", str(tmp_path / "mine"))
     assert runtime.cache_dir() == tmp_path / "mine"
+
+
+def test_an_unwritable_cache_exports_to_a_temporary_folder_and_says_so(tmp_path, monkeypatch):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("SEPBN_CACHE_DIR", str(blocker))
+    model = _model()
+    with pytest.warns(RuntimeWarning, match="cannot write the ONNX cache in .*not_a_folder"):
+        det = _detector(model, "onnxruntime")
+    assert det.backend == "onnxruntime" and not det.runtime.path.exists()  # the temporary file is gone
+    inputs = np.random.default_rng(2).normal(size=(2, 3, SIZE, SIZE)).astype(np.float32)
+    np.testing.assert_allclose(det.forward_crops(inputs), _detector(model, "torch").forward_crops(inputs), atol=1e-4)
