@@ -11,7 +11,7 @@ alike), and prints the ratio of medians:
 
 - inference, eager PyTorch: both models through ``sepbn.nn.fuse_for_inference`` (BN folded into the
   convolutions; SepBN's normalisation folded, its per-sample mixed affine left), 1 and 2 threads, batch 1, 32,
-  on channels-last tensors as ``sepbn predict`` runs them (``--nchw``: plain NCHW tensors instead);
+  on channels-last tensors as the torch backend of ``sepbn predict`` runs them (``--nchw``: plain NCHW tensors instead);
 - inference, ONNX Runtime (CPU provider, graph optimisation on): the folded models exported with
   ``sepbn.inference.export.export_onnx``, intra-op threads 1 and 2, batch 1, 32, in the session
   ``sepbn predict`` opens (``sepbn.inference.runtime.session``: thread spinning off, so the idle session of
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-repeats", type=int, default=31)
     parser.add_argument("--quick", action="store_true", help="tiny functional check; numbers mean nothing")
     parser.add_argument("--nchw", action="store_true",
-                        help="eager cells on NCHW tensors (default: channels-last, as sepbn predict runs)")
+                        help="eager cells on NCHW tensors (default: channels-last, as the torch backend of sepbn predict runs)")
     parser.add_argument("--out", help="JSON file for the rows, machine and bandwidths")
     args = parser.parse_args(argv)
     start = time.perf_counter()
