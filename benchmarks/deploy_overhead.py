@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-repeats", type=int, default=31)
     parser.add_argument("--quick", action="store_true", help="tiny functional check; numbers mean nothing")
     parser.add_argument("--nchw", action="store_true",
-                        help="eager cells on NCHW tensors (default: channels-last, as the torch backend of sepbn predict runs)")
+                        help="eager cells on NCHW tensors (default: channels-last, as predict's torch backend runs)")
     parser.add_argument("--out", help="JSON file for the rows, machine and bandwidths")
     args = parser.parse_args(argv)
     start = time.perf_counter()

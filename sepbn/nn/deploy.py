@@ -28,8 +28,9 @@ Eager inference writes the affine with BatchNorm's eval kernel on the (1, N*C, H
 pass); the mixing matmul yields that kernel's zero mean and unit variance too (rows 2 and 3 of ``mixing``).
 torch.compile, torch.export / ONNX and tracing get plain ops (``x * scale + shift``), which they fuse or export.
 
-Channels-last tensors (how the torch backend of `sepbn predict` runs a fused model on CPU): ATen's channels-last pooling kernels
-run vectorised over channels, so the attention pools with one ``adaptive_max_pool2d`` call at any size and
+Channels-last tensors (how the torch backend of `sepbn predict` runs a fused model on CPU): ATen's
+channels-last pooling kernels run vectorised over channels, so the attention pools with one
+``adaptive_max_pool2d`` call at any size and
 `DeployMaxPool2d` is one ``max_pool2d`` (on the shipped 300w68 model at batch 1, one thread: 7-10 us for
 its 8x8 maps, against 43-98 us in NCHW; its first 16-channel 128x128 map, 83-115 us, about one read);
 the affine is BatchNorm's channels-last kernel at batch 1 and one ``addcmul`` above. Outputs stay
