@@ -52,6 +52,12 @@ def test_predict_without_checkpoint_uses_the_bundled_model(tmp_path, capsys):
     banner = capsys.readouterr().err
     assert "flip" in banner  # the bundled model states flip averaging; the banner says it
     assert "onnxruntime" in banner  # the default backend where it is installed (sepbn.inference.runtime)
+    torch_out = tmp_path / "t.jsonl"
+    assert main(["predict", str(tmp_path / "face.png"), "--detector", "full", "--jsonl", str(torch_out),
+                 "--no-progress", "--backend", "torch"]) == 0
+    assert "onnxruntime" not in capsys.readouterr().err
+    same = json.loads(torch_out.read_text())["faces"][0]["landmarks"]
+    np.testing.assert_allclose(same, row["faces"][0]["landmarks"], atol=1e-3)  # pixels, both backends
     assert main(["predict", str(tmp_path / "face.png"), "--model", "300w68", "--checkpoint", "x.pt"]) == 2
 
 
