@@ -9,7 +9,8 @@ eager PyTorch's Python and dispatcher cost per operator), and a SepBN layer cost
 The export (``torch.onnx``, a few seconds) happens once per network and is cached under
 ``$SEPBN_CACHE_DIR`` (default ``$XDG_CACHE_HOME/sepbn`` or ``~/.cache/sepbn``), in ``onnx/<key>.onnx``, where
 the key hashes everything the graph depends on: the weights and buffers, the module structure, protocol,
-domain, input size and the sepbn, torch and opset versions. A new export is checked against eager PyTorch
+domain, input size, the torch and opset versions and sepbn's own source (so an edited checkout never reuses
+a graph an older version exported). A new export is checked against eager PyTorch
 on random images before it is used (``check_parity``); files are written atomically, so a killed export
 leaves no partial file behind; a damaged file is exported again, and an unwritable cache folder gets a
 temporary export (with a warning) that is not kept.
@@ -17,6 +18,7 @@ temporary export (with a warning) that is not kept.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -26,7 +28,6 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
 from .export import INPUT_NAME, ONNX_OPSET, SingleProtocolModule, check_parity, export_onnx
 
 __all__ = ["BACKENDS", "OrtModel", "cache_dir", "model_key", "ort_missing", "resolve_backend", "session"]
@@ -65,10 +66,20 @@ def cache_dir() -> Path:
     return Path(base) / "sepbn"
 
 
+@functools.lru_cache(maxsize=1)
+def _source_digest() -> str:
+    """A hash of the sepbn package's Python source (a few hundred kB, read once per process)."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parents[1]
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def model_key(module: SingleProtocolModule, input_size: int) -> str:
     """A hash of everything the exported graph depends on (see the module docstring)."""
     digest = hashlib.sha256()
-    header = (__version__, torch.__version__, ONNX_OPSET, int(input_size), repr(module))
+    header = (_source_digest(), torch.__version__, ONNX_OPSET, int(input_size), repr(module))
     digest.update(repr(header).encode())
     for name, tensor in module.state_dict().items():
         tensor = tensor.detach().cpu().contiguous()

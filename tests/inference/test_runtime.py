@@ -66,7 +66,7 @@ def test_the_export_is_cached_and_keyed_by_weights_and_head(cache, monkeypatch):
     assert not list(cache.glob("*.tmp*"))  # atomic writes leave nothing half-written
 
 
-def test_model_key_follows_weights_protocol_and_domain():
+def test_model_key_follows_weights_protocol_domain_and_code(monkeypatch):
     model = _model()
     key = runtime.model_key(SingleProtocolModule(model, "5pt"), SIZE)
     assert key == runtime.model_key(SingleProtocolModule(model, "5pt"), SIZE)
@@ -74,6 +74,9 @@ def test_model_key_follows_weights_protocol_and_domain():
     assert key != runtime.model_key(SingleProtocolModule(model, "300w68"), SIZE)
     assert key != runtime.model_key(SingleProtocolModule(model, "5pt", domain=0), SIZE)
     assert key != runtime.model_key(SingleProtocolModule(model, "5pt"), 2 * SIZE)
+    assert len(runtime._source_digest()) == 64
+    monkeypatch.setattr(runtime, "_source_digest", lambda: "an edited checkout")
+    assert key != runtime.model_key(SingleProtocolModule(model, "5pt"), SIZE)
 
 
 def test_a_damaged_cache_file_is_exported_again(cache):
