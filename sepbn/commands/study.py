@@ -1,4 +1,4 @@
-"""``sepbn study run|table|check|eval``: a grid of variants x seeds, resumable, in parallel, into one table.
+"""``sepbn study run|table|check|adopt|archive|eval``: a grid of variants x seeds, resumable, in parallel, into one table.
 
     sepbn study run STUDY.toml --out DIR [--jobs N] [--threads-per-job T] [--devices 0,1]
                     [--executor local|slurm|submitit-local] [--only VARIANT ...] [--seeds K ...]
@@ -6,6 +6,7 @@
     sepbn study table DIR            # markdown on stdout and DIR/table.md, DIR/table.json, DIR/ced.png
     sepbn study check STUDY.toml     # parse the study and resolve every variant's configs (no training)
     sepbn study adopt STUDY.toml --out DIR --variant V RUN [RUN ...]   # count finished runs of another study
+    sepbn study archive DIR --to DEST   # copy results, train logs, run.json and the table for committing
     sepbn study eval RUNDIR          # evaluate one run folder (the runner calls it)
 
 The study file format, the folder layout, resuming and the statistics: docs/study.md.
@@ -22,6 +23,7 @@ from pathlib import Path
 from ..config import ConfigError
 from ..io import atomic_write_text
 from ..study.adopt import adopt_run
+from ..study.archive import archive_study
 from ..study.evaluate_run import evaluate_run
 from ..study.report import write_table
 from ..study.runner import run_jobs
@@ -58,6 +60,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     adopt.add_argument("runs", nargs="+", metavar="RUN", help="finished run folders (each holds result.json)")
     adopt.add_argument("--out", required=True, help="study folder (the --out of sepbn study run)")
     adopt.add_argument("--variant", required=True, help="the variant the runs belong to in this study")
+    archive = sub.add_parser("archive", help="copy a study's results (no weights) to a folder to commit")
+    archive.add_argument("folder", help="study folder (the --out of sepbn study run)")
+    archive.add_argument("--to", required=True, dest="dest", help="destination, e.g. docs/science/NAME")
     ev = sub.add_parser("eval", help="evaluate one run folder of a study (writes result.json)")
     ev.add_argument("folder", help="run folder DIR/<variant>/seed<k>")
 
@@ -165,6 +170,11 @@ def run(args: argparse.Namespace) -> int:
             return 1 if broken else 0
         if args.study_command == "adopt":
             return _adopt(args)
+        if args.study_command == "archive":
+            done, unfinished = archive_study(args.folder, args.dest)
+            print(f"archived {len(done)} finished run(s) to {args.dest}"
+                  + (f"; not finished, not copied: {', '.join(unfinished)}" if unfinished else ""))
+            return 0
 
         result = evaluate_run(args.folder)
         for s in result["results"]:

@@ -9,8 +9,10 @@ that does not match the job: trained with other configs or overrides, or evaluat
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from ..assembly import dataset_names, load_run_config
 from ..io import atomic_write_text
@@ -21,12 +23,25 @@ from .spec import Job, StudyError
 RESULT_FILES = ("errors.npz", "time.json")
 
 
+def relative_paths(value: Any, root: Path) -> Any:
+    """``value`` (JSON data) with every path under ``root``, alone or as the value of a ``key=path`` override,
+    made relative to it (``root`` itself: "."), so a run's record compares across checkouts and machines."""
+    if isinstance(value, dict):
+        return {k: relative_paths(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [relative_paths(v, root) for v in value]
+    if not isinstance(value, str):
+        return value
+    key, eq, path = value.rpartition("=") if "=" in value and not os.path.isabs(value) else ("", "", value)
+    if os.path.isabs(path) and Path(path).is_relative_to(root):
+        return f"{key}{eq}{Path(path).relative_to(root)}"
+    return value
+
+
 def _training(spec: dict) -> list[tuple[str, list[str]]]:
     """Each stage's config (relative to the run's checkout) and overrides, without where the run lives."""
-    def config(path: str) -> str:
-        p, root = Path(path), Path(spec.get("cwd", "/"))
-        return str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
-    return [(config(st["config"]), [o for o in st["overrides"] if not o.startswith("train.init_from=")])
+    root = Path(spec.get("cwd", "/"))
+    return [(relative_paths(st["config"], root), [o for o in st["overrides"] if not o.startswith("train.init_from=")])
             for st in spec["stages"]]
 
 
@@ -47,7 +62,7 @@ def check_adoptable(source: Path, job: Job) -> str:
         if theirs != ours:
             raise StudyError(f"{spec_path}: trained with other configs or overrides than {job.id} "
                              f"({theirs} against {ours})")
-        if spec["eval"] != job.eval:
+        if relative_paths(spec["eval"], Path(spec.get("cwd", "/"))) != relative_paths(job.eval, Path(job.cwd)):
             raise StudyError(f"{spec_path}: evaluated otherwise than {job.id} ({spec['eval']} against {job.eval})")
         return "configs, overrides and evaluation checked against its run.json"
     result = json.loads((source / "result.json").read_text())

@@ -1,0 +1,72 @@
+"""Archive a study's results for the repository: what its table, its learning curves and `adopt` read.
+
+``runs/`` is not versioned, so a study's numbers live on as a committed copy (``docs/science/<study>/``).
+``archive_study`` writes that copy: per finished job ``<variant>/seed<k>/`` with result.json, errors.npz,
+time.json, its train logs (``train.csv``, or ``train_stageK.csv`` for a staged variant) and its run.json with
+every path under the checkout made relative to it, so `adopt` can check a later study's job against the
+configs and overrides the run was trained with; at the top the table files (table.md, table.json, the CED and
+curve plots) and study.json. The weights stay behind. Unfinished jobs are not copied and are listed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from ..io import atomic_write_text
+from .adopt import RESULT_FILES, relative_paths
+from .spec import StudyError
+
+TABLE_FILES = ("table.md", "table.json", "study.json")
+
+
+def _train_logs(spec: dict) -> list[tuple[Path, str]]:
+    """(train log of each stage, its name in the archive) for the logs that exist."""
+    stages = spec["stages"]
+    names = ["train.csv"] if len(stages) == 1 else [f"train_stage{k}.csv" for k in range(1, len(stages) + 1)]
+    return [(Path(st["out"]) / "train.csv", name) for st, name in zip(stages, names)
+            if (Path(st["out"]) / "train.csv").is_file()]
+
+
+def archive_job(job_folder: Path, dest: Path) -> Path:
+    """Copy one finished job (its folder holds run.json and result.json) to ``dest``; returns its checkout."""
+    spec = json.loads((job_folder / "run.json").read_text())
+    dest.mkdir(parents=True, exist_ok=True)
+    for src, name in _train_logs(spec):
+        shutil.copyfile(src, dest / name)
+    for name in RESULT_FILES:
+        if (job_folder / name).is_file():
+            shutil.copyfile(job_folder / name, dest / name)
+    atomic_write_text(dest / "run.json", json.dumps(relative_paths(spec, Path(spec["cwd"])), indent=2))
+    # result.json last: in a copy, as in a run folder, it marks the job done
+    atomic_write_text(dest / "result.json", (job_folder / "result.json").read_text())
+    return Path(spec["cwd"])
+
+
+def archive_study(folder: str | Path, dest: str | Path) -> tuple[list[str], list[str]]:
+    """Copy the finished jobs and table files of study folder ``folder`` into ``dest``.
+
+    Returns (archived job ids, unfinished job ids).
+    """
+    folder, dest = Path(folder), Path(dest)
+    if not (folder / "study.json").is_file():
+        raise StudyError(f"{folder}: not a study folder (no study.json; run `sepbn study run` or `adopt` first)")
+    done, unfinished, root = [], [], None
+    for spec_path in sorted(folder.glob("*/seed*/run.json")):
+        job_folder = spec_path.parent
+        job_id = f"{job_folder.parent.name}/{job_folder.name}"
+        if not (job_folder / "result.json").is_file():
+            unfinished.append(job_id)
+            continue
+        root = archive_job(job_folder, dest / job_id)
+        done.append(job_id)
+    for name in TABLE_FILES:
+        if (folder / name).is_file():
+            text = (folder / name).read_text()
+            if name == "study.json" and root is not None:  # the study file's path, relative to the checkout
+                text = json.dumps(relative_paths(json.loads(text), root), indent=2)
+            atomic_write_text(dest / name, text)
+    for plot in sorted(folder.glob("*.png")):
+        shutil.copyfile(plot, dest / plot.name)
+    return done, unfinished
