@@ -16,6 +16,7 @@ from typing import Any
 
 from ..assembly import dataset_names, load_run_config
 from ..io import atomic_write_text
+from .curves import stage_log
 from .evaluate_run import flip_name
 from .spec import Job, StudyError
 
@@ -77,7 +78,8 @@ def _train_logs(source: Path, job: Job) -> list[tuple[Path, Path]]:
     """(source log, destination) for every stage's train.csv found (a run folder's or a committed copy's)."""
     pairs = []
     for k, st in enumerate(job.stages, start=1):
-        for name in ((f"stage{k}/train.csv", f"train_stage{k}.csv") if len(job.stages) > 1 else ("train.csv",)):
+        archived = stage_log("train.csv", k, len(job.stages))
+        for name in ((f"stage{k}/train.csv", archived) if len(job.stages) > 1 else (archived,)):
             if (source / name).is_file():
                 pairs.append((source / name, Path(st["out"]) / "train.csv"))
                 break

@@ -2,10 +2,11 @@
 
 ``runs/`` is not versioned, so a study's numbers live on as a committed copy (``docs/science/<study>/``).
 ``archive_study`` writes that copy: per finished job ``<variant>/seed<k>/`` with result.json, errors.npz,
-time.json, its train logs (``train.csv``, or ``train_stageK.csv`` for a staged variant) and its run.json with
-every path under the checkout made relative to it, so `adopt` can check a later study's job against the
-configs and overrides the run was trained with; at the top the table files (table.md, table.json, the CED and
-curve plots) and study.json. The weights stay behind. Unfinished jobs are not copied and are listed.
+time.json, its logs (``train.csv`` and ``val.csv``, or ``train_stageK.csv`` and ``val_stageK.csv`` for a
+staged variant; the learning curves read them there) and its run.json with every path under the checkout
+made relative to it, so `adopt` can check a later study's job against the configs and overrides the run was
+trained with; at the top the table files (table.md, table.json, the CED and curve plots) and study.json.
+The weights stay behind. Unfinished jobs are not copied and are listed.
 """
 
 from __future__ import annotations
@@ -16,24 +17,25 @@ from pathlib import Path
 
 from ..io import atomic_write_text
 from .adopt import RESULT_FILES, relative_paths
+from .curves import stage_log
 from .spec import StudyError
 
 TABLE_FILES = ("table.md", "table.json", "study.json")
 
 
-def _train_logs(spec: dict) -> list[tuple[Path, str]]:
-    """(train log of each stage, its name in the archive) for the logs that exist."""
+def _logs(spec: dict) -> list[tuple[Path, str]]:
+    """(train and validation log of each stage, its name in the archive) for the logs that exist."""
     stages = spec["stages"]
-    names = ["train.csv"] if len(stages) == 1 else [f"train_stage{k}.csv" for k in range(1, len(stages) + 1)]
-    return [(Path(st["out"]) / "train.csv", name) for st, name in zip(stages, names)
-            if (Path(st["out"]) / "train.csv").is_file()]
+    pairs = [(Path(st["out"]) / name, stage_log(name, k, len(stages)))
+             for k, st in enumerate(stages, start=1) for name in ("train.csv", "val.csv")]
+    return [(src, name) for src, name in pairs if src.is_file()]
 
 
 def archive_job(job_folder: Path, dest: Path) -> Path:
     """Copy one finished job (its folder holds run.json and result.json) to ``dest``; returns its checkout."""
     spec = json.loads((job_folder / "run.json").read_text())
     dest.mkdir(parents=True, exist_ok=True)
-    for src, name in _train_logs(spec):
+    for src, name in _logs(spec):
         shutil.copyfile(src, dest / name)
     for name in RESULT_FILES:
         if (job_folder / name).is_file():

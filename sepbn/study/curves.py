@@ -28,15 +28,26 @@ def _rows(path: Path) -> list[dict]:
         return [r for r in csv.DictReader(f) if all(v not in (None, "") for v in r.values())]
 
 
+def stage_log(name: str, k: int, stages: int) -> str:
+    """The name stage ``k`` (from 1) of ``stages``' log ``name`` (train.csv, val.csv) has in an archived run."""
+    return name if stages == 1 else name.replace(".csv", f"_stage{k}.csv")
+
+
+def _log(run_folder: Path, stage: dict, name: str, k: int, stages: int) -> Path:
+    """A stage's log where the run wrote it, else in an archived copy of the run (`sepbn study archive`)."""
+    path = Path(stage["out"]) / name
+    return path if path.is_file() else run_folder / stage_log(name, k, stages)
+
+
 def read_curves(run_folder: str | Path) -> dict[str, np.ndarray]:
     """``{"loss": (n, 2) [step, loss], "nme": (m, 2) [step, nme]}`` over the run's stages in order."""
-    spec = json.loads((Path(run_folder) / "run.json").read_text())
-    loss, nme, offset = [], [], 0
-    for stage in spec["stages"]:
-        out = Path(stage["out"])
-        train = _rows(out / "train.csv")
+    run_folder = Path(run_folder)
+    spec = json.loads((run_folder / "run.json").read_text())
+    loss, nme, offset, stages = [], [], 0, len(spec["stages"])
+    for k, stage in enumerate(spec["stages"], start=1):
+        train = _rows(_log(run_folder, stage, "train.csv", k, stages))
         loss += [(offset + int(r["step"]), float(r["loss"])) for r in train]
-        nme += [(offset + int(r["step"]), float(r["nme"])) for r in _rows(out / "val.csv")]
+        nme += [(offset + int(r["step"]), float(r["nme"])) for r in _rows(_log(run_folder, stage, "val.csv", k, stages))]
         offset += max((int(r["step"]) for r in train), default=0)
     return {"loss": np.array(loss, dtype=np.float64).reshape(-1, 2),
             "nme": np.array(nme, dtype=np.float64).reshape(-1, 2)}

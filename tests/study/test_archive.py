@@ -8,6 +8,7 @@ import pytest
 from sepbn.cli import main
 from sepbn.study.adopt import adopt_run
 from sepbn.study.archive import archive_study
+from sepbn.study.curves import read_curves
 from sepbn.study.runner import is_done
 from tests.study.test_adopt import _jobs
 
@@ -76,3 +77,13 @@ def test_cli_archive(study, capsys):
     assert "archived 3 finished run(s)" in capsys.readouterr().out
     assert main(["study", "archive", str(root), "--to", str(root / "copy2")]) == 2  # not a study folder
     assert "no study.json" in capsys.readouterr().err
+
+
+def test_the_learning_curves_read_an_archived_run(study):
+    root, out = study
+    dest = root / "archive"
+    archive_study(out, dest)
+    for job in ("bn/seed0", "cnt/seed0"):
+        original, archived = read_curves(out / job), read_curves(dest / job)  # archived paths point nowhere here
+        assert len(original["loss"]) == (2 if job.startswith("cnt") else 1)
+        assert (original["loss"] == archived["loss"]).all()
