@@ -1,4 +1,4 @@
-"""``sepbn study run|table|check|adopt|archive|eval``: a grid of variants x seeds, resumable, in parallel, into one table.
+"""``sepbn study run|table|check|adopt|archive|eval``: variants x seeds, resumable, in parallel, into one table.
 
     sepbn study run STUDY.toml --out DIR [--jobs N] [--threads-per-job T] [--devices 0,1]
                     [--executor local|slurm|submitit-local] [--only VARIANT ...] [--seeds K ...]

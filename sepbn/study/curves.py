@@ -47,7 +47,8 @@ def read_curves(run_folder: str | Path) -> dict[str, np.ndarray]:
     for k, stage in enumerate(spec["stages"], start=1):
         train = _rows(_log(run_folder, stage, "train.csv", k, stages))
         loss += [(offset + int(r["step"]), float(r["loss"])) for r in train]
-        nme += [(offset + int(r["step"]), float(r["nme"])) for r in _rows(_log(run_folder, stage, "val.csv", k, stages))]
+        val = _rows(_log(run_folder, stage, "val.csv", k, stages))
+        nme += [(offset + int(r["step"]), float(r["nme"])) for r in val]
         offset += max((int(r["step"]) for r in train), default=0)
     return {"loss": np.array(loss, dtype=np.float64).reshape(-1, 2),
             "nme": np.array(nme, dtype=np.float64).reshape(-1, 2)}
