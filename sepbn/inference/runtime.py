@@ -2,9 +2,9 @@
 
 `LandmarkDetector(..., backend="onnxruntime")` (and ``"auto"``, the default of ``sepbn predict`` and
 ``load_pretrained``) runs the network through ONNX Runtime on CPU instead of eager PyTorch. At batch 1 the
-folded networks run 1.3-1.9x faster there (ONNX Runtime's per-node cost is a few microseconds against
-eager PyTorch's Python and dispatcher cost per operator), and a SepBN layer costs less beside its BN twin
-(docs/inference.md, issue 18).
+folded networks of the README's deploy table run 1.25-2.5x faster there (ONNX Runtime's per-node cost is a few
+microseconds against eager PyTorch's Python and dispatcher cost per operator), and a SepBN layer costs less
+beside its BN twin (docs/inference.md, issue 18).
 
 The export (``torch.onnx``, a few seconds) happens once per network and is cached under
 ``$SEPBN_CACHE_DIR`` (default ``$XDG_CACHE_HOME/sepbn`` or ``~/.cache/sepbn``), in ``onnx/<key>.onnx``, where
