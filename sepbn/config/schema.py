@@ -49,7 +49,7 @@ class ModelConfig:
     input_size: int = 128
     pretrained: bool = False
     adapter: bool | None = None  # Fig. 5 conv adapter per head; None = only with several protocols
-    head: str = "fc"  # "fc" (the paper's regressor) | "integral" (soft-argmax heatmaps)
+    head: str = "fc"  # "fc" (the paper's regressor) | "integral" | "integral_fine" (soft-argmax heatmaps)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,9 @@ Head (``head``): ``"fc"`` (default) is the paper's regressor of each network (Ta
 the torchvision PooledHead); ``"integral"`` is :class:`~sepbn.models.heads.IntegralHead`, a soft-argmax
 per point on the last feature map. With the Vanilla CNN it drops the max-pools of the last two
 blocks, so their convolutions run on (and the head reads) the ``input_size / 16`` map (8x8 at 128 px).
+``"integral_fine"`` (Vanilla CNN only) reads a map twice as fine, ``input_size / 8``: the last map is
+added, through a 1x1 conv and a bilinear 2x upsampling, to block 3's map before its pool (a top-down
+skip, as in feature pyramids), for a few percent more multiply-adds.
 
 Protocols: ``Protocol`` objects (anything with ``name`` and ``num_points``) are used as given;
 a built-in name is resolved once by ``sepbn.protocols.get_protocol`` (the ground floor, numpy only:
@@ -60,7 +63,9 @@ NORMS: dict[str, Callable[..., nn.Module]] = {
     "mixture": MixtureBatchNorm2d,  # the authors' public code (PROTOCOLS.md, "Gotchas")
 }
 
-HEADS = ("fc", "integral")
+HEADS = ("fc", "integral", "integral_fine")
+# Heads that read a map with a soft-argmax per point.
+INTEGRAL_HEADS = ("integral", "integral_fine")
 # The integral head's Vanilla CNN keeps the side of its last two blocks: a map of input_size / 16.
 INTEGRAL_VANILLA_POOLS = 4
 
@@ -144,9 +149,12 @@ def build_vanilla(spec: BuildSpec) -> tuple[nn.Module, nn.ModuleDict]:
     chosen = set(spec.placement or ())
     sep = functools.partial(NORMS[spec.norm], **spec.norm_kwargs)
     norms = [sep if i in chosen else nn.BatchNorm2d for i in VANILLA_BLOCKS]
-    pools = INTEGRAL_VANILLA_POOLS if spec.head == "integral" else len(VANILLA_BLOCKS)
-    backbone = VanillaFeatures(norms, width=spec.width, input_size=spec.input_size, pools=pools)
-    if spec.head == "integral":
+    integral = spec.head in INTEGRAL_HEADS
+    pools = INTEGRAL_VANILLA_POOLS if integral else len(VANILLA_BLOCKS)
+    backbone = VanillaFeatures(
+        norms, width=spec.width, input_size=spec.input_size, pools=pools, top_down=spec.head == "integral_fine"
+    )
+    if integral:
         return backbone, _integral_heads(backbone.out_channels, spec)
     hidden = scale_width(TABLE_I_HIDDEN, spec.width)
     return backbone, nn.ModuleDict(
@@ -167,6 +175,8 @@ def _torchvision(
     backbone: ResNeXt50Backbone | MobileNetV2Backbone, spec: BuildSpec, dropout: float
 ) -> tuple[nn.Module, nn.ModuleDict]:
     """Convert the BNs of the placement slots, then one PooledHead per protocol."""
+    if spec.head == "integral_fine":
+        raise ValueError("head 'integral_fine' is built for the Vanilla CNN only; use head='integral'")
     if spec.placement is not None:
         slots = backbone.bn_slots()
         names = {n for s in spec.placement for n in slots[s]}
@@ -239,7 +249,8 @@ def create_model(
             download) or a local state-dict file; never stored in ``model_args``.
         adapter: add Fig. 5's conv adapter to each head; ``None``: only if there are several protocols.
         num_points: point counts for protocol names that are not built in (``model_args`` stores it).
-        head: ``"fc"`` (the paper's regressors) or ``"integral"`` (soft-argmax heatmaps, see above).
+        head: ``"fc"`` (the paper's regressors), ``"integral"`` or ``"integral_fine"`` (soft-argmax
+            heatmaps, see above).
 
     The returned network's ``model_args`` rebuilds it: ``create_model(**net.model_args)``.
 

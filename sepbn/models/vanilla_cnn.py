@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .heads import LEAKY_SLOPE, FlattenHead
@@ -64,6 +65,10 @@ class VanillaFeatures(nn.Module):
         input_size: side of the square input (128 = Table I).
         pools: how many blocks, from the first, end in the 2x max-pool (6 = Table I); the rest keep
             their side, for heads that read a map (``create_model(..., head="integral")`` uses 4).
+        top_down: end in a top-down skip (beyond the paper, for ``head="integral_fine"``): the last
+            map, reduced by a 1x1 conv to the channels of the last pooling block and upsampled
+            (bilinear) to that block's side before its pool, is added to that block's pre-pool map,
+            so the output is twice as fine at little cost. Needs ``pools >= 1``.
 
     Attributes:
         out_channels, out_size: channels and (h, w) of the output map (2048 and (2, 2) for Table I).
@@ -82,39 +87,53 @@ class VanillaFeatures(nn.Module):
         width: float = 1.0,
         input_size: int = 128,
         pools: int = len(TABLE_I_CHANNELS),
+        top_down: bool = False,
     ) -> None:
         super().__init__()
         if not 0 <= pools <= len(TABLE_I_CHANNELS):
             raise ValueError(f"pools must be in [0, {len(TABLE_I_CHANNELS)}], got {pools}")
-        side = input_size
+        if top_down and pools < 1:
+            raise ValueError("top_down needs a pooling block (pools >= 1)")
+        side = skip_side = input_size
         for _ in range(pools):
-            side //= 2
+            skip_side, side = side, side // 2
         if side < 1:
             raise ValueError(f"input_size must be >= {2 ** pools} ({pools} 2x max-pools), got {input_size}")
         norms = _per_block(norm_layer, len(TABLE_I_CHANNELS))
         blocks = []
         cin = 3
-        for i, (cout, norm) in enumerate(zip((scale_width(c, width) for c in TABLE_I_CHANNELS), norms)):
+        channels = [scale_width(c, width) for c in TABLE_I_CHANNELS]
+        skip_block = pools - 1 if top_down else None
+        for i, (cout, norm) in enumerate(zip(channels, norms)):
             pool = nn.MaxPool2d(kernel_size=2, stride=2) if i < pools else nn.Identity()
-            blocks.append(
-                nn.Sequential(
-                    nn.Conv2d(cin, cout, kernel_size=3, padding=1, bias=False),
-                    norm(cout),
-                    nn.LeakyReLU(LEAKY_SLOPE),
-                    pool,
-                )
-            )
+            layers = [nn.Conv2d(cin, cout, kernel_size=3, padding=1, bias=False), norm(cout), nn.LeakyReLU(LEAKY_SLOPE)]
+            # The skip block's pool stays outside it: its pre-pool map is read, and fusion reorders pools in blocks.
+            blocks.append(nn.Sequential(*layers) if i == skip_block else nn.Sequential(*layers, pool))
             cin = cout
         self.blocks = nn.Sequential(*blocks)
         self.out_channels = cin
         self.out_size = (side, side)
+        self.skip_block = skip_block
+        self.skip_pool = nn.MaxPool2d(kernel_size=2, stride=2) if top_down else None
+        self.top_down = nn.Conv2d(cin, channels[pools - 1], kernel_size=1) if top_down else None
+        if top_down:
+            self.out_channels = channels[pools - 1]
+            self.out_size = (skip_side, skip_side)
 
     def norm_names(self) -> list[str]:
         """Qualified names (relative to this module) of the norm layer of each block, in block order."""
         return [f"blocks.{i}.1" for i in range(len(self.blocks))]
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.blocks(x)
+        if self.top_down is None:
+            return self.blocks(x)
+        skip = x
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i == self.skip_block:
+                skip, x = x, self.skip_pool(x)
+        coarse = F.interpolate(self.top_down(x), size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return skip + coarse
 
 
 class VanillaCNN(nn.Module):
