@@ -89,10 +89,11 @@ def test_exported_branch_matches_eager(exported, norm, fmt):
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+@pytest.mark.parametrize("head", ["integral", "integral_fine"])
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-def test_integral_head_exports_with_parity(fmt, tmp_path):
+def test_integral_head_exports_with_parity(fmt, head, tmp_path):
     torch.manual_seed(0)
-    model = create_model("vanilla", ["5pt"], norm="sepbn", width=1 / 16, input_size=SIZE, head="integral")
+    model = create_model("vanilla", ["5pt"], norm="sepbn", width=1 / 16, input_size=SIZE, head=head)
     model.train()
     with torch.no_grad():
         model(torch.randn(6, 3, SIZE, SIZE))  # running statistics away from 0 / 1

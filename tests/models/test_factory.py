@@ -207,6 +207,38 @@ def test_integral_head_reads_a_map_and_rebuilds(arch):
         torch.testing.assert_close(net(x)["5pt"], twin(x)["5pt"])
 
 
+@pytest.mark.parametrize("side", [64, 72, 90])  # even sides, and ones whose skip map has an odd side
+def test_integral_fine_head_reads_the_skip_map_twice_as_fine(side):
+    torch.manual_seed(0)
+    kwargs = dict(norm="sepbn", norm_kwargs=SEPBN, width=1 / 32, input_size=side)
+    net = create_model("vanilla", ["5pt"], head="integral_fine", **kwargs).eval()
+    coarse = create_model("vanilla", ["5pt"], head="integral", **kwargs)
+    f = net.backbone
+    x = torch.randn(2, 3, side, side)
+    with torch.no_grad():
+        skip = f.blocks[:4](x)  # block 3 before its pool
+        top = f.blocks[4:](f.skip_pool(skip))
+        expected = skip + torch.nn.functional.interpolate(f.top_down(top), size=skip.shape[-2:], mode="bilinear")
+        torch.testing.assert_close(f(x), expected)
+    side8 = side // 2 // 2 // 2
+    assert f.out_size == (side8, side8) == tuple(f(x).shape[-2:])
+    assert f.out_channels == f.blocks[3][0].out_channels == net.heads["5pt"].logits.in_channels
+    assert coarse.backbone(x).shape[-1] == side8 // 2  # the plain integral head: half as fine
+    extra = sum(p.numel() for p in net.parameters()) - sum(p.numel() for p in coarse.parameters())
+    c3, c5, points = f.out_channels, f.blocks[5][0].out_channels, 5
+    assert extra == (c5 * c3 + c3) + (c3 - c5) * points  # the 1x1 top-down conv; a head on fewer channels
+    twin = create_model(**json.loads(json.dumps(net.model_args)))
+    twin.load_state_dict(net.state_dict())
+    assert twin.model_args["head"] == "integral_fine"
+
+
+@pytest.mark.parametrize("arch", ["mobilenetv2", "resnext50"])
+def test_integral_fine_head_is_vanilla_only(arch):
+    kwargs, _ = SMALL[arch]
+    with pytest.raises(ValueError, match="Vanilla CNN only"):
+        create_model(arch, ["5pt"], head="integral_fine", **kwargs)
+
+
 def test_duplicate_protocols_rejected():
     with pytest.raises(ValueError, match="twice"):
         create_model("vanilla", ["cofw", "cofw29"], width=1 / 64, input_size=64)
