@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,22 @@ from ..io import atomic_open, atomic_write_bytes, publish, temp_path
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
 DETECTOR_CHOICES = ("haar", "yunet", "full")
+
+
+@contextlib.contextmanager
+def _info_to_stderr(prog: str) -> Iterator[None]:
+    """Show the package's INFO log records on stderr, prefixed with ``prog``, for the duration."""
+    logger = logging.getLogger("sepbn")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{prog}: %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -320,11 +337,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give --checkpoint or --model (a bundled model), not both")
     weights = args.checkpoint or pretrained_path(args.model or DEFAULT_MODEL)
     options = {} if args.flip is None else {"flip": args.flip}
-    predictor = LandmarkDetector.from_checkpoint(weights, args.protocol, args.device, detector=detector,
-                                                 calibration=calibration, batch_size=args.batch_size,
-                                                 domain=args.domain, fuse=not args.no_fuse,
-                                                 channels_last=not args.no_channels_last, backend=args.backend,
-                                                 **options)
+    with _info_to_stderr("sepbn predict"):  # a first use's ONNX export says so while it runs
+        predictor = LandmarkDetector.from_checkpoint(weights, args.protocol, args.device, detector=detector,
+                                                     calibration=calibration, batch_size=args.batch_size,
+                                                     domain=args.domain, fuse=not args.no_fuse,
+                                                     channels_last=not args.no_channels_last,
+                                                     backend=args.backend, **options)
     print(f"sepbn predict: {predictor!r}; detector box -> training box: {predictor.detector_calibration()}",
           file=sys.stderr)
 

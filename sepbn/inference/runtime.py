@@ -13,7 +13,8 @@ domain, input size, the torch and opset versions and sepbn's own source (so an e
 a graph an older version exported). A new export is checked against eager PyTorch
 on random images before it is used (``check_parity``); files are written atomically, so a killed export
 leaves no partial file behind; a damaged file is exported again, and an unwritable cache folder gets a
-temporary export (with a warning) that is not kept.
+temporary export (with a warning) that is not kept. An export is announced by an INFO record of this
+module's logger (``sepbn predict`` prints it).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import logging
 import os
 import tempfile
 import warnings
@@ -29,6 +31,8 @@ from pathlib import Path
 import torch
 
 from .export import INPUT_NAME, ONNX_OPSET, SingleProtocolModule, check_parity, export_onnx
+
+log = logging.getLogger(__name__)
 
 __all__ = ["BACKENDS", "OrtModel", "cache_dir", "model_key", "ort_missing", "resolve_backend", "session"]
 
@@ -104,6 +108,8 @@ def cached_export(module: SingleProtocolModule, input_size: int, folder: Path | 
     path = (folder or cache_dir()) / "onnx" / f"{model_key(module, input_size)}.onnx"
     if path.is_file():
         return path
+    # the one slow step of a first use (seconds); `sepbn predict` shows INFO records on stderr
+    log.info("exporting the network to ONNX once, cached in %s", path.parent)
     export_onnx(module, path, input_size)
     report = check_parity(module, "onnx", path, input_size)
     if not report.ok:

@@ -1,9 +1,13 @@
 """The ONNX Runtime backend: same landmarks as PyTorch, one export per network (cached), clear choices."""
 
+import logging
+
+import cv2
 import numpy as np
 import pytest
 import torch
 
+from sepbn.cli import main
 from sepbn.inference import runtime
 from sepbn.inference.export import SingleProtocolModule
 from sepbn.inference.predictor import CropSpec, LandmarkDetector
@@ -133,3 +137,16 @@ def test_an_unwritable_cache_exports_to_a_temporary_folder_and_says_so(tmp_path,
     assert det.backend == "onnxruntime" and not det.runtime.path.exists()  # the temporary file is gone
     inputs = np.random.default_rng(2).normal(size=(2, 3, SIZE, SIZE)).astype(np.float32)
     np.testing.assert_allclose(det.forward_crops(inputs), _detector(model, "torch").forward_crops(inputs), atol=1e-4)
+
+
+def test_predict_says_when_it_exports_and_not_when_cached(cache, weights_folder, tmp_path, capsys):
+    image = tmp_path / "face.png"
+    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 255, (70, 64, 3), dtype=np.uint8))
+    argv = ["predict", str(image), "--checkpoint", str(weights_folder), "--protocol", "5pt", "--detector", "full",
+            "--backend", "onnxruntime", "--no-progress"]
+    assert main(argv) == 0
+    first = capsys.readouterr().err
+    assert f"sepbn predict: exporting the network to ONNX once, cached in {cache}" in first
+    assert main(argv) == 0
+    assert "exporting" not in capsys.readouterr().err
+    assert not logging.getLogger("sepbn").handlers  # the command's handler is gone afterwards
