@@ -111,14 +111,11 @@ class VanillaFeatures(nn.Module):
             blocks.append(nn.Sequential(*layers) if i == skip_block else nn.Sequential(*layers, pool))
             cin = cout
         self.blocks = nn.Sequential(*blocks)
-        self.out_channels = cin
-        self.out_size = (side, side)
         self.skip_block = skip_block
         self.skip_pool = nn.MaxPool2d(kernel_size=2, stride=2) if top_down else None
         self.top_down = nn.Conv2d(cin, channels[pools - 1], kernel_size=1) if top_down else None
-        if top_down:
-            self.out_channels = channels[pools - 1]
-            self.out_size = (skip_side, skip_side)
+        self.out_channels = channels[pools - 1] if top_down else cin
+        self.out_size = (skip_side, skip_side) if top_down else (side, side)
 
     def norm_names(self) -> list[str]:
         """Qualified names (relative to this module) of the norm layer of each block, in block order."""
