@@ -59,6 +59,24 @@ def test_archive_copies_finished_runs_with_paths_relative_to_the_checkout(study)
     assert (dest / "table.md").read_text() == "| table |\n" and (dest / "ced.png").read_bytes() == b"png"
 
 
+def test_study_json_is_relative_when_the_last_run_came_from_an_archive(study):
+    root, out = study
+    first = root / "first"
+    archive_study(out, first)
+    # a later study folder whose last job is a copy of an archived run (its run.json says cwd ".")
+    (out / "cnt" / "seed1").rename(root / "unfinished")
+    (out / "zz").mkdir()
+    (first / "cnt" / "seed0").rename(out / "zz" / "seed0")
+    result = json.loads((out / "bn" / "seed0" / "result.json").read_text())
+    (out / "bn" / "seed0" / "result.json").write_text(json.dumps({**result, "weights": str(out / "bn/seed0/final")}))
+    dest = root / "second"
+    done, _ = archive_study(out, dest)
+    assert done[-1] == "zz/seed0"
+    assert json.loads((dest / "study.json").read_text())["path"] == "s.toml"
+    assert json.loads((dest / "bn" / "seed0" / "result.json").read_text())["weights"] == "runs/study/bn/seed0/final"
+    assert str(root) not in (dest / "zz" / "seed0" / "run.json").read_text()
+
+
 def test_an_archived_run_is_adopted_with_its_configs_checked(study, tmp_path):
     root, out = study
     dest = root / "archive"
