@@ -14,8 +14,8 @@ alike), and prints the ratio of medians:
   on channels-last tensors as the torch backend of ``sepbn predict`` runs them (``--nchw``: plain NCHW tensors instead);
 - inference, ONNX Runtime (CPU provider, graph optimisation on): the folded models exported with
   ``sepbn.inference.export.export_onnx``, intra-op threads 1 and 2, batch 1, 32, in the session
-  ``sepbn predict`` opens (``sepbn.inference.runtime.session``: thread spinning off, so the idle session of
-  one variant does not compete with the other on a small machine);
+  ``sepbn predict`` opens (``sepbn.inference.runtime.session``: threads spin between the nodes of a call and
+  stop when it returns, so the idle session of one variant does not compete with the other on a small machine);
 - train step, eager: forward + backward + SGD step of the unfolded model in train mode, batch 16, 2 threads;
 - with ``--device cuda`` and a GPU: eager folded inference (batch 1, 32) and the train step on the GPU.
 
@@ -146,9 +146,10 @@ def sepbn_elements(model: nn.Module, size: int, protocol: str) -> int:
 class Net:
     """BN and SepBN versions of one network: unfused (train), folded (eager inference), ONNX sessions."""
 
-    def __init__(self, name: str, size: int, quick: bool, device: str, workdir: Path, nchw: bool = False) -> None:
+    def __init__(self, name: str, size: int, quick: bool, device: str, workdir: Path, nchw: bool = False,
+                 ort_spin: bool = True) -> None:
         kwargs, self.target_index = NETS[name]
-        self.nchw = nchw
+        self.nchw, self.ort_spin = nchw, ort_spin
         self.name, self.size, self.device = name, size, device
         torch.manual_seed(0)
         if kwargs is None:  # the shipped model: its own weights, protocol and size
@@ -187,7 +188,7 @@ class Net:
         eager_format = torch.contiguous_format if self.nchw else torch.channels_last
         if mode == "infer-ort":
             if (key, threads) not in self.sessions:
-                self.sessions[key, threads] = session(self.onnx[key], threads)
+                self.sessions[key, threads] = session(self.onnx[key], threads, spin=self.ort_spin)
             ort_session = self.sessions[key, threads]
             feed = {"image": x.numpy()}
             return lambda: ort_session.run(None, feed)
@@ -265,7 +266,7 @@ def markdown(cells: list[Cell], info: dict, bandwidths: dict) -> str:
              "Copy bandwidth (read + write): " + ", ".join(f"{k}: {v:.1f} GB/s" for k, v in bandwidths.items()),
              "Ratios: SepBN / BN medians of interleaved calls in this run; inference models folded "
              f"(fuse_for_inference), eager cells on {info.get('eager_layout', 'NCHW')} tensors; "
-             "floor = extra bytes / bandwidth.",
+             f"ONNX Runtime threads {info.get('ort_threads', 'never spin')}; floor = extra bytes / bandwidth.",
              "",
              "| network | mode | device | threads | batch | BN ms | SepBN ms | SepBN/BN | target | met | extra ms "
              "| extra MB | floor ms | floor ratio | gap to floor | repeats |",
@@ -291,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny functional check; numbers mean nothing")
     parser.add_argument("--nchw", action="store_true",
                         help="eager cells on NCHW tensors (default: channels-last, as predict's torch backend runs)")
+    parser.add_argument("--ort-no-spin", action="store_true",
+                        help="ONNX Runtime threads never spin (sepbn predict's session before 2026-12-05)")
     parser.add_argument("--out", help="JSON file for the rows, machine and bandwidths")
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -299,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         print("--device cuda: no GPU present, CPU rows only", file=sys.stderr)
         device = "cpu"
     size = 64 if args.quick else args.size
-    info = dict(machine_info(), eager_layout="NCHW" if args.nchw else "channels-last")
+    info = dict(machine_info(), eager_layout="NCHW" if args.nchw else "channels-last",
+                ort_threads="never spin" if args.ort_no_spin else "spin within a call")
     bandwidths = {f"cpu {t} thread{'s' if t > 1 else ''}": bandwidth_gbs(t, mib=16 if args.quick else 256)
                   for t in (1, 2)}
     if device == "cuda":
@@ -308,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     nets, cells = {}, []
     for name in args.nets:
         print(f"setting up {name} (models, fold, ONNX export) ...", file=sys.stderr, flush=True)
-        nets[name] = Net(name, size, args.quick, device, workdir, args.nchw)
+        nets[name] = Net(name, size, args.quick, device, workdir, args.nchw, not args.ort_no_spin)
         nets[name].export()
         cells += cells_for(nets[name], args.quick, device)
     # cost of one round of each cell (one call of each variant, after one warm-up call)

@@ -34,7 +34,9 @@ def profile(path: Path, batch: int, size: int, runs: int, threads: int) -> dict:
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.enable_profiling = threads, True
     options.profile_file_prefix = str(path.with_suffix(""))
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # as sepbn.inference.runtime.session: threads spin within a call and stop when it returns
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    options.add_session_config_entry("session.force_spinning_stop", "1")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: np.random.default_rng(0).standard_normal((batch, 3, size, size),
                                                                                    dtype=np.float32)}

@@ -92,14 +92,17 @@ def model_key(module: SingleProtocolModule, input_size: int) -> str:
     return digest.hexdigest()[:32]
 
 
-def session(path: str | os.PathLike, threads: int):
-    """An ``InferenceSession`` on CPU with ``threads`` intra-op threads; idle threads do not spin between
-    calls (a photo's face detection runs between them)."""
+def session(path: str | os.PathLike, threads: int, *, spin: bool = True):
+    """An ``InferenceSession`` on CPU with ``threads`` intra-op threads that spin between the nodes of a call
+    and stop when it returns (a photo's face detection runs between calls); ``spin=False``: they never spin."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = int(threads), 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # spinning saves a thread wake-up per parallel node (benchmarks/deploy_overhead.py --ort-no-spin compares);
+    # without the stop, idle workers would go on spinning for tens of milliseconds after each call
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    options.add_session_config_entry("session.force_spinning_stop", "1")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
