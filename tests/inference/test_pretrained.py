@@ -19,8 +19,8 @@ from sepbn.inference.pretrained import PRETRAINED, load_pretrained, pretrained_p
 
 SHARED = Path(os.environ.get("SEPBN_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 SHARED_300W, SHARED_MTFL = SHARED / "300w", SHARED / "mtfl"
-# the bundled 5-point model (seed 0 of configs/studies/mtfl5pt_integral_final.toml) scores 0.0357 on the 40
-# faces of its test; the recipe's mean over 1,500 held-out faces and 3 seeds is 0.0352 (flip)
+# the bundled 5-point model (seed 0 of configs/studies/mtfl5pt_fine160_final.toml) scores 0.0366 on the 40
+# faces of its test; the recipe's mean over 1,500 held-out faces and 3 seeds is 0.0347 (flip)
 FIVE_POINT_MAX_NME = 0.040
 
 
