@@ -4,8 +4,8 @@
 ``archive_study`` writes that copy: per finished job ``<variant>/seed<k>/`` with result.json, errors.npz,
 time.json, its logs (``train.csv`` and ``val.csv``, or ``train_stageK.csv`` and ``val_stageK.csv`` for a
 staged variant; the learning curves read them there) and its run.json and result.json with every path under
-the checkout made relative to it, so `adopt` can check a later study's job against the configs and overrides the run was
-trained with; at the top the table files (table.md, table.json, the CED and curve plots) and study.json.
+the checkout made relative to it, so `adopt` can check a later study's job against the configs and overrides
+the run was trained with; at the top the table files (table.md, table.json, the CED and curve plots) and study.json.
 The weights stay behind. Unfinished jobs are not copied and are listed.
 """
 
