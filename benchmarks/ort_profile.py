@@ -22,6 +22,7 @@ import onnxruntime as ort
 import torch
 
 from sepbn.inference.export import SingleProtocolModule, export_onnx
+from sepbn.inference.runtime import session_options
 from sepbn.io import atomic_write_text
 from sepbn.models import create_model
 from sepbn.nn import fuse_for_inference
@@ -31,12 +32,8 @@ PROTOCOL = "wflw98"
 
 def profile(path: Path, batch: int, size: int, runs: int, threads: int) -> dict:
     """``{"per_op": {op: ms per run}, "per_node": {node: ms per run}, "total_ms": ...}`` of one session."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.enable_profiling = threads, True
-    options.profile_file_prefix = str(path.with_suffix(""))
-    # as sepbn.inference.runtime.session: threads spin within a call and stop when it returns
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
-    options.add_session_config_entry("session.force_spinning_stop", "1")
+    options = session_options(threads)  # the threads of sepbn predict's session
+    options.enable_profiling, options.profile_file_prefix = True, str(path.with_suffix(""))
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: np.random.default_rng(0).standard_normal((batch, 3, size, size),
                                                                                    dtype=np.float32)}

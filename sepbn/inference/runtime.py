@@ -92,9 +92,9 @@ def model_key(module: SingleProtocolModule, input_size: int) -> str:
     return digest.hexdigest()[:32]
 
 
-def session(path: str | os.PathLike, threads: int, *, spin: bool = True):
-    """An ``InferenceSession`` on CPU with ``threads`` intra-op threads that spin between the nodes of a call
-    and stop when it returns (a photo's face detection runs between calls); ``spin=False``: they never spin."""
+def session_options(threads: int, *, spin: bool = True):
+    """ONNX Runtime options with ``threads`` intra-op threads that spin between the nodes of a call and stop
+    when it returns (a photo's face detection runs between calls); ``spin=False``: they never spin."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -103,7 +103,14 @@ def session(path: str | os.PathLike, threads: int, *, spin: bool = True):
     # without the stop, idle workers would go on spinning for tens of milliseconds after each call
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     options.add_session_config_entry("session.force_spinning_stop", "1")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return options
+
+
+def session(path: str | os.PathLike, threads: int, *, spin: bool = True):
+    """An ``InferenceSession`` on CPU with the threads of :func:`session_options`."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), session_options(threads, spin=spin), providers=["CPUExecutionProvider"])
 
 
 def cached_export(module: SingleProtocolModule, input_size: int, folder: Path | None = None) -> Path:
