@@ -3,7 +3,8 @@
 Issue 18 changed only SepBN's inference path, and asks that the training path not get slower. This script
 times the train step (forward, backward, SGD step; batch 16, 128 px, 2 threads) of the BN and SepBN versions
 of Vanilla CNN width 0.25 and MobileNetV2 (SepBN at bn3) in each given checkout, interleaved within a
-checkout, each checkout in its own process (so each imports its own ``sepbn``), in alternating rounds:
+checkout, each checkout in its own process (so each imports its own ``sepbn``; deploy_overhead.py's train
+cell needs imports an older checkout may lack), in alternating rounds:
 
     git worktree add /tmp/before 070889d
     python benchmarks/train_step_ab.py /tmp/before . --rounds 2 --out benchmarks/results/train_step_ab.json
@@ -78,11 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.trees:
         ap.error("name at least one checkout")
+    commits = {tree: subprocess.run(["git", "-C", tree, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                    text=True, check=True).stdout.strip() for tree in args.trees}
     rows = []
     for r in range(args.rounds):
-        for tree in args.trees:
-            commit = subprocess.run(["git", "-C", tree, "rev-parse", "--short", "HEAD"], capture_output=True,
-                                    text=True, check=True).stdout.strip()
+        for tree, commit in commits.items():
             out = subprocess.run([sys.executable, __file__, "--child", str(Path(tree).resolve()), "--steps",
                                   str(args.steps)], capture_output=True, text=True, check=True).stdout
             for net, cell in json.loads(out.strip().splitlines()[-1]).items():
@@ -92,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         from sepbn.io import atomic_write_text  # not at the top: a child process must import its checkout's sepbn
 
-        atomic_write_text(Path(args.out), json.dumps({"steps": args.steps, "batch": BATCH, "size": SIZE, "threads": 2,
-                                              "rows": rows}, indent=2) + "\n")
+        payload = {"steps": args.steps, "batch": BATCH, "size": SIZE, "threads": 2, "rows": rows}
+        atomic_write_text(Path(args.out), json.dumps(payload, indent=2) + "\n")
     return 0
 
 
