@@ -17,7 +17,7 @@ import argparse
 import importlib
 import sys
 
-from .errors import EXPECTED, describe, rank_tag
+from .errors import EXPECTED, rank_tag, report
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("sepbn.commands.synth", "generate SynthFaces in the official annotation formats"),
@@ -81,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     except EXPECTED as e:
         if args.debug:
             raise
-        print(f"{prog}: {describe(e)}", file=sys.stderr)
-        return int(getattr(e, "exit_code", 1))
+        return report(prog, e)
 
 
 if __name__ == "__main__":

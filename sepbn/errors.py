@@ -18,8 +18,9 @@ Standard library only, so every sub-package may use it.
 from __future__ import annotations
 
 import os
+import sys
 
-__all__ = ["UserError", "UsageError", "EXPECTED", "describe", "rank_tag"]
+__all__ = ["UserError", "UsageError", "EXPECTED", "describe", "report", "rank_tag"]
 
 
 class UserError(Exception):
@@ -43,6 +44,12 @@ def describe(exc: BaseException) -> str:
         where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else str(exc.filename)
         return f"{where}: {exc.strerror}"
     return str(exc).strip() or type(exc).__name__
+
+
+def report(prog: str, exc: BaseException) -> int:
+    """Print the one line of an expected error, ``prog: file: problem``, on stderr; its exit status."""
+    print(f"{prog}: {describe(exc)}", file=sys.stderr)
+    return int(getattr(exc, "exit_code", 1))
 
 
 def rank_tag(rank: int | None = None, world_size: int | None = None) -> str:

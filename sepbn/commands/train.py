@@ -17,12 +17,15 @@ the command that resumes, and exit with status 75 (a second Ctrl-C quits at once
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
+import traceback
 from pathlib import Path
+from typing import NoReturn
 
 from ..assembly import load_training_config
-from ..errors import EXPECTED
+from ..errors import EXPECTED, report
 from ..train.distributed import DistributedError, collective_failure, init_from_env, scaled_optim, shutdown
 from ..train.loop import train
 from ..train.preempt import Preempted
@@ -53,6 +56,22 @@ def resume_command(args: argparse.Namespace, out) -> str:
     return " ".join(shlex.quote(w) for w in words + ["--resume"])
 
 
+def leave_at_once(prog: str, exc: BaseException, debug: bool) -> NoReturn:
+    """End a failing rank of a multi-process run: its message (a traceback for a bug), then
+    ``os._exit`` without destroying the process group. The other ranks may still be sending to
+    this one, and tearing gloo down under them can abort the process (SIGABRT, "terminate called
+    without an active exception") instead of exiting 1; checkpoints and logs are closed by then."""
+    code = 1
+    if debug or not isinstance(exc, EXPECTED):  # a bug: its traceback, then which rank
+        traceback.print_exception(exc)
+        print(f"{prog}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    else:
+        code = report(prog, exc)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = load_training_config(args.config, args.overrides, args.data_root)
     out = Path(args.out) if args.out else Path("runs") / cfg.name
@@ -73,11 +92,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"{prog}: {e}\nresume with: {resume_command(args, out)}", file=sys.stderr)
         return e.exit_code
     except Exception as e:
-        message = collective_failure(e, dist)
-        if message is not None:  # a peer died or hangs: say so in one line (sepbn.cli prints it)
-            raise DistributedError(message) from e
-        if dist.world_size > 1 and not isinstance(e, EXPECTED):  # a bug: keep the traceback, say which rank
-            print(f"{prog}: {type(e).__name__}: {e}", file=sys.stderr)
+        if dist.world_size > 1:
+            message = collective_failure(e, dist)  # a peer died or hangs: say so in one line
+            leave_at_once(prog, e if message is None else DistributedError(message), getattr(args, "debug", False))
         raise
     finally:
         shutdown(dist)

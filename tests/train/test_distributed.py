@@ -287,6 +287,32 @@ def test_a_nan_loss_on_one_rank_with_sync_bn_is_reported_not_hung(tiny_faces, tm
     assert elapsed < 20, err[1][-2000:]  # reported at once, not after the timeout
 
 
+_LEAVE = """
+import atexit, sys
+from sepbn.commands.train import leave_at_once
+atexit.register(lambda: print("FINALISED", file=sys.stderr))
+print("buffered", end="")  # stdout must be flushed before the process ends
+try:
+    raise {exc}
+except Exception as e:
+    leave_at_once("sepbn train [rank 1/2]", e, debug=False)
+"""
+
+
+@pytest.mark.parametrize("exc,code,line", [
+    ("ValueError('loss is nan at step 1; stopping.')", 1, "sepbn train [rank 1/2]: loss is nan at step 1; stopping."),
+    ("KeyError('boom')", 1, "sepbn train [rank 1/2]: KeyError: 'boom'"),
+])
+def test_a_failing_rank_leaves_with_its_message_and_without_teardown(exc, code, line):
+    """No interpreter finalisation (where gloo's teardown can abort the process), but the message and
+    the exit status of a normal failure; a bug keeps its traceback."""
+    proc = subprocess.run([sys.executable, "-c", _LEAVE.format(exc=exc)], env=_env(), capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == code and proc.stdout == "buffered", proc.stderr[-2000:]
+    assert line in proc.stderr and "FINALISED" not in proc.stderr
+    assert ("Traceback" in proc.stderr) == exc.startswith("KeyError")
+
+
 def test_ranks_waiting_for_rank_0_give_up_after_the_timeout(tiny_faces, tmp_path):
     """Rank 0 stalls while saving at the end of epoch 1 (as in a long validation): rank 1 fails at the barrier."""
     code, elapsed, err = _launch_pair("slow0", tiny_faces, tmp_path, 8, watch=1)
