@@ -4,7 +4,8 @@ For every started run, its stages' ``train.csv`` (training loss every ``log_ever
 ``val.csv`` (mean validation NME every ``val_every`` epochs) are read from the stage folders that
 ``run.json`` names; stages follow each other on one step axis. The left panel is the training loss
 (a running mean over 5 logged rows), the right one the validation NME, one line per run, one colour
-per variant. Runs trained without validation have only the left panel's line.
+per variant. Runs trained without validation have only the left panel's line; a study where no run
+validated gets the left panel alone.
 """
 
 from __future__ import annotations
@@ -54,34 +55,39 @@ def read_curves(run_folder: str | Path) -> dict[str, np.ndarray]:
             "nme": np.array(nme, dtype=np.float64).reshape(-1, 2)}
 
 
+def _started_curves(out: str | Path) -> list[tuple[str, str | None, dict[str, np.ndarray]]]:
+    """``(colour, label, curves)`` of every started run, one colour per variant, the label on its first seed."""
+    _, runs = collect_runs(out)
+    found = []
+    for k, (variant, seeds) in enumerate(runs.items()):
+        for i, run in enumerate(seeds.values()):
+            if run["status"] != "missing" and (Path(run["folder"]) / "run.json").is_file():
+                found.append((f"C{k % 10}", variant if i == 0 else None, read_curves(run["folder"])))
+    return found
+
+
 def plot_learning_curves(out: str | Path, path: str | Path) -> Path | None:
-    """Write ``path`` (PNG) with every started run's curves; None when no run has logged a step."""
+    """Write ``path`` (PNG) with every started run's curves; None when no run has logged a step.
+    The validation panel is drawn only when some run has validated."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    _, runs = collect_runs(out)
-    fig = Figure(figsize=(10, 4), dpi=110)
-    FigureCanvasAgg(fig)
-    ax_loss, ax_nme = fig.subplots(1, 2)
-    drawn = False
-    for k, (variant, seeds) in enumerate(runs.items()):
-        colour = f"C{k % 10}"
-        for i, (seed, run) in enumerate(seeds.items()):
-            if run["status"] == "missing" or not (Path(run["folder"]) / "run.json").is_file():
-                continue
-            c = read_curves(run["folder"])
-            label = variant if i == 0 else None
-            if len(c["loss"]):
-                smooth = np.convolve(c["loss"][:, 1], np.ones(5) / 5, mode="valid") if len(c["loss"]) >= 5 else c["loss"][:, 1]
-                ax_loss.plot(c["loss"][len(c["loss"]) - len(smooth):, 0], smooth, color=colour, lw=0.8, label=label)
-                drawn = True
-            if len(c["nme"]):
-                ax_nme.plot(c["nme"][:, 0], 100 * c["nme"][:, 1], color=colour, marker=".", lw=0.8, label=label)
-    if not drawn:
+    runs = [r for r in _started_curves(out) if len(r[2]["loss"])]
+    if not runs:
         return None
-    ax_loss.set(xlabel="step", ylabel="training loss (running mean of 5 rows)", yscale="log")
-    ax_nme.set(xlabel="step", ylabel="validation NME % (the protocol's normaliser)")
-    for ax in (ax_loss, ax_nme):
+    with_val = any(len(c["nme"]) for _, _, c in runs)
+    fig = Figure(figsize=(10, 4) if with_val else (5.5, 4), dpi=110)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2 if with_val else 1, squeeze=False)[0]
+    for colour, label, c in runs:
+        smooth = np.convolve(c["loss"][:, 1], np.ones(5) / 5, mode="valid") if len(c["loss"]) >= 5 else c["loss"][:, 1]
+        axes[0].plot(c["loss"][len(c["loss"]) - len(smooth):, 0], smooth, color=colour, lw=0.8, label=label)
+        if with_val and len(c["nme"]):
+            axes[1].plot(c["nme"][:, 0], 100 * c["nme"][:, 1], color=colour, marker=".", lw=0.8, label=label)
+    axes[0].set(xlabel="step", ylabel="training loss (running mean of 5 rows)", yscale="log")
+    if with_val:
+        axes[1].set(xlabel="step", ylabel="validation NME % (the protocol's normaliser)")
+    for ax in axes:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)

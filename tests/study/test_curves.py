@@ -32,3 +32,17 @@ def test_no_logged_step_means_no_plot(tmp_path):
     (tmp_path / "study.json").write_text(json.dumps({"seeds": [0], "variants": [{"name": "bn"}]}))
     assert plot_learning_curves(tmp_path, tmp_path / "curves.png") is None
     assert not (tmp_path / "curves.png").exists()
+
+
+def test_without_any_validation_the_plot_has_the_loss_panel_alone(tmp_path):
+    import matplotlib.image
+
+    for name, val in (("with", [(1, 20, 0.09)]), ("without", [])):
+        out = tmp_path / name
+        run = out / "bn" / "seed0"
+        _stage(run / "stage1", [10, 20], [1.0, 0.5], val)
+        (run / "run.json").write_text(json.dumps({"stages": [{"out": str(run / "stage1")}]}))
+        (out / "study.json").write_text(json.dumps({"seeds": [0], "variants": [{"name": "bn"}]}))
+        plot_learning_curves(out, out / "curves.png")
+    wide, narrow = (matplotlib.image.imread(tmp_path / n / "curves.png").shape[1] for n in ("with", "without"))
+    assert narrow < 0.6 * wide  # one panel (5.5 in) instead of two (10 in)
