@@ -5,7 +5,8 @@ needs at its top; the table below is the only place a command name meets its mod
 command being run is imported (``sepbn --help`` imports none), so ``sepbn synth`` never pays for
 torch start-up it does not need.
 
-Errors: :func:`main` is the one place that catches them. An expected error (:data:`sepbn.errors.EXPECTED`:
+Errors: :func:`main` is the one place that catches them (a failing rank of a multi-process
+``sepbn train`` excepted: :mod:`sepbn.errors`). An expected error (:data:`sepbn.errors.EXPECTED`:
 bad input, bad config, missing file, unreadable checkpoint, no face found) prints one line
 ``sepbn <cmd>: <file>: <problem>`` and exits non-zero; ``--debug`` re-raises it with its traceback.
 Ctrl-C prints ``sepbn <cmd>: interrupted`` and exits 130. Other exceptions are bugs: traceback.

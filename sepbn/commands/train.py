@@ -61,7 +61,7 @@ def leave_at_once(prog: str, exc: BaseException, debug: bool) -> NoReturn:
     ``os._exit`` without destroying the process group. The other ranks may still be sending to
     this one, and tearing gloo down under them can abort the process (SIGABRT, "terminate called
     without an active exception") instead of exiting 1; checkpoints and logs are closed by then."""
-    code = 1
+    code = int(getattr(exc, "exit_code", 1))
     if debug or not isinstance(exc, EXPECTED):  # a bug: its traceback, then which rank
         traceback.print_exception(exc)
         print(f"{prog}: {type(exc).__name__}: {exc}", file=sys.stderr)
