@@ -3,7 +3,8 @@
 Every sub-command reports an expected error as ``sepbn <cmd>: <file>: <problem>`` on stderr and exits
 non-zero (``sepbn --debug <cmd>`` shows the traceback); :func:`sepbn.cli.main` is the only place that
 catches them, except a failing rank of a multi-process ``sepbn train``, which prints its own with
-:func:`report` and leaves at once (``sepbn.commands.train.leave_at_once``). Expected errors are the types in :data:`EXPECTED`:
+:func:`report` and leaves at once (``sepbn.commands.train.leave_at_once``). Expected errors are the
+types in :data:`EXPECTED`:
 
 * ``ValueError``: bad input, config value, annotation or checkpoint. sepbn raises it only with a
   message that names the file or the key (``ConfigError``, ``FormatError``, ``CheckpointError`` are

@@ -66,7 +66,7 @@ def leave_at_once(prog: str, exc: BaseException, debug: bool) -> NoReturn:
         traceback.print_exception(exc)
         print(f"{prog}: {type(exc).__name__}: {exc}", file=sys.stderr)
     else:
-        code = report(prog, exc)
+        report(prog, exc)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
